@@ -1,0 +1,160 @@
+package amqpwire
+
+import (
+	"bufio"
+	"encoding/binary"
+	"fmt"
+	"io"
+)
+
+// ProtocolHeader is the header an AMQP 0-9-1 client sends first, and the one
+// a server sends back before closing when it cannot speak what the client asked.
+const ProtocolHeader = "AMQP\x00\x00\x09\x01"
+
+// DefaultFrameMax is the frame-max (RabbitMQ's default, 128 KiB) a
+// FrameReader enforces when it is given 0, which in the protocol means "no
+// limit": a server must still bound what it reads.
+const DefaultFrameMax = 131072
+
+// frameOverhead is the frame header (type, channel, size) plus the frame-end octet.
+const frameOverhead = 8
+
+// ReadProtocolHeader reads the 8-byte protocol header from r. If the bytes are
+// not exactly ProtocolHeader it returns an error wrapping ErrProtocolHeader;
+// the server then writes ProtocolHeader and closes the connection.
+func ReadProtocolHeader(r io.Reader) error {
+	var b [len(ProtocolHeader)]byte
+	if _, err := io.ReadFull(r, b[:]); err != nil {
+		return fmt.Errorf("amqpwire: read protocol header: %w", err)
+	}
+	if string(b[:]) != ProtocolHeader {
+		return fmt.Errorf("%w: got %q", ErrProtocolHeader, b[:])
+	}
+	return nil
+}
+
+// Frame is one AMQP frame. Payload excludes the header and the frame-end
+// octet; from a FrameReader it aliases a buffer reused by the next ReadFrame.
+type Frame struct {
+	Type    uint8
+	Channel uint16
+	Payload []byte
+}
+
+// FrameReader reads frames from a buffered stream into one reused buffer.
+type FrameReader struct {
+	r        *bufio.Reader
+	frameMax uint32
+	buf      []byte
+}
+
+// NewFrameReader returns a FrameReader over r that refuses frames larger than
+// frameMax bytes (including the 8 bytes of frame overhead; 0 means
+// DefaultFrameMax). r is wrapped in a bufio.Reader unless it is one.
+func NewFrameReader(r io.Reader, frameMax uint32) *FrameReader {
+	br, ok := r.(*bufio.Reader)
+	if !ok {
+		br = bufio.NewReaderSize(r, 64<<10)
+	}
+	fr := &FrameReader{r: br}
+	fr.SetFrameMax(frameMax)
+	return fr
+}
+
+// SetFrameMax changes the largest frame accepted, as negotiated by
+// connection.tune-ok; 0 means DefaultFrameMax.
+func (fr *FrameReader) SetFrameMax(frameMax uint32) {
+	if frameMax == 0 {
+		frameMax = DefaultFrameMax
+	}
+	fr.frameMax = frameMax
+}
+
+// ReadFrame reads the next frame. The payload is valid until the next call.
+// A frame larger than frame-max, with a bad frame-end octet, an unknown type
+// or a heartbeat off channel 0 is an *Error with code FrameError, reported
+// before the payload is allocated or read. I/O errors are returned as they
+// are (io.EOF before a frame starts, io.ErrUnexpectedEOF inside one).
+func (fr *FrameReader) ReadFrame() (Frame, error) {
+	var hdr [7]byte
+	if _, err := io.ReadFull(fr.r, hdr[:]); err != nil {
+		return Frame{}, err
+	}
+	f := Frame{Type: hdr[0], Channel: binary.BigEndian.Uint16(hdr[1:3])}
+	size := binary.BigEndian.Uint32(hdr[3:7])
+	switch f.Type {
+	case FrameMethod, FrameHeader, FrameBody:
+	case FrameHeartbeat:
+		if f.Channel != 0 {
+			return Frame{}, frameError("heartbeat frame on channel %d", f.Channel)
+		}
+	default:
+		return Frame{}, frameError("unknown frame type %d", f.Type)
+	}
+	if uint64(size)+frameOverhead > uint64(fr.frameMax) {
+		return Frame{}, frameError("frame size %d exceeds frame-max %d", uint64(size)+frameOverhead, fr.frameMax)
+	}
+	n := int(size) + 1
+	if cap(fr.buf) < n {
+		fr.buf = make([]byte, n)
+	}
+	b := fr.buf[:n]
+	if _, err := io.ReadFull(fr.r, b); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return Frame{}, err
+	}
+	if b[size] != FrameEnd {
+		return Frame{}, frameError("frame end octet 0x%02x, want 0x%02x", b[size], FrameEnd)
+	}
+	f.Payload = b[:size:size]
+	return f, nil
+}
+
+// AppendFrame appends a frame of any type carrying payload.
+func AppendFrame(dst []byte, typ uint8, channel uint16, payload []byte) []byte {
+	dst = append(dst, typ, byte(channel>>8), byte(channel))
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(payload)))
+	dst = append(dst, payload...)
+	return append(dst, FrameEnd)
+}
+
+// AppendMethodFrame appends a method frame carrying m.
+func AppendMethodFrame(dst []byte, channel uint16, m Method) []byte {
+	start := len(dst)
+	dst = append(dst, FrameMethod, byte(channel>>8), byte(channel), 0, 0, 0, 0)
+	dst = m.AppendTo(dst)
+	binary.BigEndian.PutUint32(dst[start+3:], uint32(len(dst)-start-7))
+	return append(dst, FrameEnd)
+}
+
+// AppendHeartbeatFrame appends a heartbeat frame.
+func AppendHeartbeatFrame(dst []byte) []byte {
+	return append(dst, FrameHeartbeat, 0, 0, 0, 0, 0, 0, FrameEnd)
+}
+
+// AppendContentFrames appends a content header frame (class id, weight 0,
+// bodySize and rawProps, the property flags and list as received) followed by
+// body frames carrying body, each at most frameMax bytes including the frame
+// overhead. frameMax 0 means no limit: the body goes in one frame. An empty
+// body produces no body frame. bodySize normally equals len(body).
+func AppendContentFrames(dst []byte, channel uint16, classID uint16, bodySize uint64, rawProps, body []byte, frameMax uint32) []byte {
+	dst = append(dst, FrameHeader, byte(channel>>8), byte(channel))
+	dst = binary.BigEndian.AppendUint32(dst, uint32(12+len(rawProps)))
+	dst = append(dst, byte(classID>>8), byte(classID), 0, 0)
+	dst = binary.BigEndian.AppendUint64(dst, bodySize)
+	dst = append(dst, rawProps...)
+	dst = append(dst, FrameEnd)
+
+	chunk := len(body)
+	if frameMax > frameOverhead && uint64(frameMax-frameOverhead) < uint64(chunk) {
+		chunk = int(frameMax - frameOverhead)
+	}
+	for len(body) > 0 {
+		n := min(chunk, len(body))
+		dst = AppendFrame(dst, FrameBody, channel, body[:n])
+		body = body[n:]
+	}
+	return dst
+}
