@@ -1,0 +1,58 @@
+// Package index is Warren's metadata store: the only package that opens a
+// Pebble database. It holds the broker's definitions (vhosts, users,
+// permissions, exchanges, queues, bindings) and, for every durable queue, the
+// state of its message log (segments, next sequence, ack watermark, acked
+// ranges above the watermark, highest sequence delivered).
+//
+// Definitions change rarely and are written one synced Pebble write at a
+// time. Log state changes with every ack; the store gathers it in a Batch
+// that the segment group-commit syncer commits after the fdatasync round of
+// the segment data it describes, so the index never claims more than the
+// segments hold.
+//
+// # Keys
+//
+// Every key starts with one kind byte. Names follow as escaped strings so that
+// names may hold any byte and a prefix scan over one vhost never sees another:
+// each 0x00 byte of the name is written as 0x00 0xFF and the name ends with
+// 0x00 0x01. The escaping preserves byte order, and no escaped name is a prefix
+// of another escaped name ("a" -> 61 00 01, "a\x00" -> 61 00 FF 00 01,
+// "ab" -> 61 62 00 01).
+//
+//	kind  key                                                  value
+//	 'M'  'M' "format"                                         version byte (formatVersion)
+//	 'V'  'V' esc(vhost)                                       vhost
+//	 'U'  'U' esc(user)                                        user
+//	 'P'  'P' esc(user) esc(vhost)                             permission
+//	 'E'  'E' esc(vhost) esc(exchange)                         exchange
+//	 'Q'  'Q' esc(vhost) esc(queue)                            queue
+//	 'B'  'B' esc(vhost) esc(source) kind esc(destination)     binding
+//	          esc(routing key) esc(arguments)
+//	 'L'  'L' esc(queue ID)                                    log state
+//
+// The binding's destination kind byte is 'q' (queue) or 'x' (exchange). A
+// binding is identified by all of its fields, arguments included, as in
+// RabbitMQ, so its whole identity lives in the key.
+//
+// # Values
+//
+// Every value starts with a version byte (currently 1). Integers are unsigned
+// varints (encoding/binary), strings and byte strings are a varint length
+// followed by the bytes, booleans are packed into one flags byte.
+//
+//	vhost       version
+//	user        version, algorithm byte, bytes(hash), varint(n), n x string(tag)
+//	permission  version, string(configure), string(write), string(read)
+//	exchange    version, string(type), flags(durable=1 auto-delete=2 internal=4), bytes(arguments)
+//	queue       version, string(id), flags(durable=1 exclusive=2 auto-delete=4), bytes(arguments)
+//	binding     version
+//	log state   version, varint(next seq), varint(watermark), varint(delivered),
+//	            varint(n), n x varint(segment base delta from previous base),
+//	            varint(m), m x (varint(lo - previous hi), varint(hi - lo))
+//
+// Arguments are opaque to this package: the broker stores an encoded AMQP
+// field table.
+//
+// The kind bytes, the escaping and the value layouts are part of the format,
+// do not change them; add a new kind byte or a new value version instead.
+package index
