@@ -1,0 +1,167 @@
+package segment
+
+import (
+	"errors"
+	"sync"
+
+	"github.com/rs/zerolog"
+)
+
+// SyncerOptions configures a Syncer.
+type SyncerOptions struct {
+	// Hook, if set, runs once per round after every dirty log of the round
+	// has been sealed and fsynced and before the round's waiters are called
+	// (the store commits its index batch here, so the index never claims more
+	// than the segments hold durably). Its error is passed to the waiters.
+	Hook func() error
+	// Logger receives sync failures.
+	Logger zerolog.Logger
+}
+
+// waiter is one batch's completion callback.
+type waiter struct {
+	l  *Log
+	fn func(error)
+}
+
+// Syncer is the group-commit goroutine shared by many logs. Each round takes
+// every log made dirty since the previous round, seals it (one chunk) and
+// fdatasyncs it, runs the hook, then calls the round's waiters. While a round
+// runs the next one gathers; an idle Syncer sleeps without timers, so a lone
+// append is synced at once.
+type Syncer struct {
+	opts SyncerOptions
+
+	mu      sync.Mutex
+	cond    sync.Cond
+	closed  bool
+	dirty   []*Log
+	waiters []waiter
+	// spare buffers swapped with dirty and waiters each round
+	spareLogs    []*Log
+	spareWaiters []waiter
+	done         chan struct{}
+	rounds       int64
+}
+
+// NewSyncer starts a Syncer goroutine; stop it with Close.
+func NewSyncer(opts SyncerOptions) *Syncer {
+	s := &Syncer{opts: opts, done: make(chan struct{})}
+	s.cond.L = &s.mu
+	go s.loop()
+	return s
+}
+
+// AppendDurable appends recs to l and registers done to run once they are
+// durable: on the Syncer goroutine after the round that fsyncs them, or at
+// once (inline) for a log with Sync false, whose records are still sealed by
+// the next round. If Append fails, its error is returned and done is not
+// called.
+func (s *Syncer) AppendDurable(l *Log, recs []Record, done func(error)) (uint64, error) {
+	first, err := l.Append(recs...)
+	if err != nil {
+		return 0, err
+	}
+	s.Add(l, done)
+	return first, nil
+}
+
+// Add marks l dirty and registers done (may be nil) for everything appended
+// to l so far; see AppendDurable. After Close, Add flushes l inline.
+func (s *Syncer) Add(l *Log, done func(error)) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		err := l.Flush()
+		if done != nil {
+			done(err)
+		}
+		return
+	}
+	if !l.syncDirty {
+		l.syncDirty = true
+		s.dirty = append(s.dirty, l)
+	}
+	transient := !l.opts.Sync
+	if done != nil && !transient {
+		s.waiters = append(s.waiters, waiter{l: l, fn: done})
+	}
+	s.cond.Signal()
+	s.mu.Unlock()
+	if done != nil && transient {
+		done(nil)
+	}
+}
+
+// Rounds returns how many sync rounds have run.
+func (s *Syncer) Rounds() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rounds
+}
+
+func (s *Syncer) loop() {
+	defer close(s.done)
+	for {
+		s.mu.Lock()
+		for len(s.dirty) == 0 && !s.closed {
+			s.cond.Wait()
+		}
+		if len(s.dirty) == 0 {
+			s.mu.Unlock()
+			return
+		}
+		logs := s.dirty
+		ws := s.waiters
+		s.dirty, s.waiters = s.spareLogs[:0], s.spareWaiters[:0]
+		for _, l := range logs {
+			l.syncDirty = false
+		}
+		s.rounds++
+		s.mu.Unlock()
+
+		for _, l := range logs {
+			err := l.Seal()
+			if err == nil {
+				err = l.Sync()
+			}
+			if errors.Is(err, ErrClosed) {
+				// Close sealed and synced everything it had.
+				l.mu.Lock()
+				err = l.closeErr
+				l.mu.Unlock()
+			}
+			if err != nil {
+				s.opts.Logger.Error().Err(err).Str("dir", l.dir).Msg("segment: sync round failed")
+			}
+			l.roundErr = err
+		}
+		var hookErr error
+		if s.opts.Hook != nil {
+			hookErr = s.opts.Hook()
+		}
+		for _, w := range ws {
+			err := w.l.roundErr
+			if err == nil {
+				err = hookErr
+			}
+			w.fn(err)
+		}
+		clear(ws)
+		clear(logs)
+		s.mu.Lock()
+		s.spareLogs, s.spareWaiters = logs[:0], ws[:0]
+		s.mu.Unlock()
+	}
+}
+
+// Close stops the Syncer after a last round that completes every pending
+// waiter. Later Adds flush inline.
+func (s *Syncer) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	s.cond.Signal()
+	s.mu.Unlock()
+	<-s.done
+	return nil
+}
