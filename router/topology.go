@@ -258,7 +258,7 @@ func (t *Topology) unlink(b *Binding) {
 
 func (t *Topology) check(b *Binding) (*xstate, error) {
 	if b.Source == "" || (b.DestKind == DestExchange && b.Destination == "") {
-		return nil, fmt.Errorf("%w: binding %s", ErrDefaultExchange, b)
+		return nil, fmt.Errorf("%w (binding from %q to %s %q)", ErrDefaultExchange, b.Source, b.DestKind, b.Destination)
 	}
 	if b.DestKind != DestQueue && b.DestKind != DestExchange {
 		return nil, fmt.Errorf("%w: destination kind %s", ErrInvalidBinding, b.DestKind)
@@ -285,7 +285,7 @@ func (t *Topology) Bind(b Binding) (added bool, err error) {
 	}
 	if src.def.Kind == Headers {
 		if _, err := parseHeaderArgs(b.Args); err != nil {
-			return false, fmt.Errorf("binding %s: %w", b, err)
+			return false, fmt.Errorf("%w (binding from %q to %s %q)", err, b.Source, b.DestKind, b.Destination)
 		}
 	}
 	id := b.id()
