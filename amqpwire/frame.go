@@ -45,6 +45,7 @@ type Frame struct {
 type FrameReader struct {
 	r        *bufio.Reader
 	frameMax uint32
+	hdr      [7]byte // a field, not a local, so reading into it does not allocate
 	buf      []byte
 }
 
@@ -76,8 +77,8 @@ func (fr *FrameReader) SetFrameMax(frameMax uint32) {
 // before the payload is allocated or read. I/O errors are returned as they
 // are (io.EOF before a frame starts, io.ErrUnexpectedEOF inside one).
 func (fr *FrameReader) ReadFrame() (Frame, error) {
-	var hdr [7]byte
-	if _, err := io.ReadFull(fr.r, hdr[:]); err != nil {
+	hdr := fr.hdr[:]
+	if _, err := io.ReadFull(fr.r, hdr); err != nil {
 		return Frame{}, err
 	}
 	f := Frame{Type: hdr[0], Channel: binary.BigEndian.Uint16(hdr[1:3])}
