@@ -119,8 +119,15 @@ func Open(fs vfs.FS, dir string, opts Options) (*Log, error) {
 		return nil, fmt.Errorf("segment: unknown codec %d", opts.Codec)
 	}
 	l := &Log{fs: fs, dir: dir, opts: opts, log: opts.Logger.With().Str("dir", dir).Logger()}
+	_, statErr := fs.Stat(dir)
 	if err := fs.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("segment: mkdir %s: %w", dir, err)
+	}
+	if statErr != nil && opts.Sync {
+		// A new directory: make its entry durable before anything in it.
+		if err := syncDirPath(fs, fs.PathDir(dir)); err != nil {
+			return nil, err
+		}
 	}
 	names, err := fs.List(dir)
 	if err != nil {
@@ -384,10 +391,12 @@ func (l *Log) repairLast(s *seg, fileSize int64) error {
 	return nil
 }
 
-func (l *Log) syncDir() error {
-	d, err := l.fs.OpenDir(l.dir)
+func (l *Log) syncDir() error { return syncDirPath(l.fs, l.dir) }
+
+func syncDirPath(fs vfs.FS, dir string) error {
+	d, err := fs.OpenDir(dir)
 	if err != nil {
-		return fmt.Errorf("segment: open dir %s: %w", l.dir, err)
+		return fmt.Errorf("segment: open dir %s: %w", dir, err)
 	}
 	err = d.Sync()
 	cerr := d.Close()
@@ -395,7 +404,7 @@ func (l *Log) syncDir() error {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("segment: sync dir %s: %w", l.dir, err)
+		return fmt.Errorf("segment: sync dir %s: %w", dir, err)
 	}
 	return nil
 }

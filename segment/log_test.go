@@ -1,0 +1,250 @@
+package segment
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
+)
+
+func TestAppendReadReopen(t *testing.T) {
+	for _, codec := range allCodecs {
+		t.Run(codec.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			opts := Options{Codec: codec, Sync: true, ChunkSize: 16 << 10, SegmentSize: 64 << 10}
+			l := openT(t, vfs.Default, dir, opts)
+			if l.NextSeq() != 1 || l.FirstSeq() != 1 {
+				t.Fatalf("empty log: next %d first %d", l.NextSeq(), l.FirstSeq())
+			}
+			appendN(t, l, 1, 500, 700)
+			// Unsealed (pending) records are readable.
+			checkRead(t, l, 500, 700)
+			checkRead(t, l, 1, 700)
+			if err := l.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			if l.DurableNext() != 501 {
+				t.Fatalf("DurableNext %d", l.DurableNext())
+			}
+			for seq := uint64(1); seq <= 500; seq++ {
+				checkRead(t, l, seq, 700)
+			}
+			if _, err := l.Read(501); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("Read past end: %v", err)
+			}
+			if _, err := l.Read(0); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("Read(0): %v", err)
+			}
+			if n := len(l.Segments()); n < 2 {
+				t.Fatalf("expected rolls, got %d segments", n)
+			}
+			st := l.Stats()
+			if codec != CodecNone && st.StoredBytes >= st.RawBytes {
+				t.Fatalf("%s did not compress: %+v", codec, st)
+			}
+			if err := l.Close(); err != nil {
+				t.Fatal(err)
+			}
+			l = openT(t, vfs.Default, dir, opts)
+			defer l.Close()
+			rec := l.Recovery()
+			if len(rec.Gaps) != 0 || len(rec.Truncated) != 0 || rec.Chunks == 0 {
+				t.Fatalf("clean reopen reported %+v", rec)
+			}
+			if l.NextSeq() != 501 {
+				t.Fatalf("NextSeq after reopen %d", l.NextSeq())
+			}
+			for seq := uint64(1); seq <= 500; seq++ {
+				checkRead(t, l, seq, 700)
+			}
+			appendN(t, l, 501, 10, 100)
+			checkRead(t, l, 505, 100)
+			err := l.View(505, func(r *Record) error {
+				if !sameRecord(*r, mkRec(505, 100)) {
+					t.Fatal("View returned wrong record")
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func TestTooLarge(t *testing.T) {
+	l := openT(t, vfs.NewMem(), "q", Options{})
+	defer l.Close()
+	if _, err := l.Append(Record{Body: make([]byte, MaxChunkSize)}); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("want ErrTooLarge, got %v", err)
+	}
+	if l.NextSeq() != 1 {
+		t.Fatalf("failed append consumed a sequence")
+	}
+	big := Record{Body: make([]byte, 5<<20)}
+	if _, err := l.Append(big, big); err != nil {
+		t.Fatal(err)
+	}
+	r, err := l.Read(2)
+	if err != nil || len(r.Body) != 5<<20 {
+		t.Fatalf("big record: %v", err)
+	}
+}
+
+// TestChunkCacheDecodesOnce reads a sealed log in order and counts decodes.
+func TestChunkCacheDecodesOnce(t *testing.T) {
+	fs := vfs.NewMem()
+	opts := Options{ChunkSize: 8 << 10}
+	l := openT(t, fs, "q", opts)
+	appendN(t, l, 1, 2000, 300)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l = openT(t, fs, "q", opts)
+	defer l.Close()
+	chunks := l.Recovery().Chunks
+	if chunks < 50 {
+		t.Fatalf("only %d chunks", chunks)
+	}
+	for seq := uint64(1); seq <= 2000; seq++ {
+		checkRead(t, l, seq, 300)
+	}
+	if d := l.Stats().Decodes; d != int64(chunks) {
+		t.Fatalf("sequential read decoded %d times for %d chunks", d, chunks)
+	}
+	// Re-reading a recent chunk hits the cache; an old one decodes again.
+	checkRead(t, l, 1999, 300)
+	checkRead(t, l, 1, 300)
+	if d := l.Stats().Decodes; d != int64(chunks)+1 {
+		t.Fatalf("decodes %d, want %d", d, chunks+1)
+	}
+}
+
+func TestRemoveBelowReclaims(t *testing.T) {
+	total := int64(1 << 30)
+	if testing.Short() {
+		total = 64 << 20
+	}
+	dir := t.TempDir()
+	opts := Options{Codec: CodecNone, SegmentSize: 16 << 20}
+	l := openT(t, vfs.Default, dir, opts)
+	defer l.Close()
+	body := make([]byte, 64<<10)
+	var seq uint64
+	for written := int64(0); written < total; written += int64(len(body)) {
+		body[0], body[1] = byte(seq), byte(seq>>8)
+		s, err := l.Append(Record{Body: body})
+		if err != nil {
+			t.Fatal(err)
+		}
+		seq = s
+		if seq%64 == 0 {
+			// Ack everything up to half of what was appended so far.
+			if _, err := l.RemoveBelow(seq / 2); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := l.Seal(); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(l.Segments()); n < 2 {
+		t.Fatalf("expected several segments, have %d", n)
+	}
+	if _, err := l.RemoveBelow(l.NextSeq()); err != nil {
+		t.Fatal(err)
+	}
+	var size int64
+	var files int
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		fi, _ := e.Info()
+		size += fi.Size()
+		files++
+	}
+	t.Logf("appended %d MiB in %d records; after RemoveBelow: %d files, %d bytes", total>>20, seq, files, size)
+	if files != 1 || size >= opts.SegmentSize {
+		t.Fatalf("space not reclaimed: %d files, %d bytes", files, size)
+	}
+	if l.FirstSeq() != l.NextSeq() {
+		t.Fatalf("FirstSeq %d NextSeq %d", l.FirstSeq(), l.NextSeq())
+	}
+	// The log stays usable.
+	s, err := l.Append(Record{Body: []byte("after")})
+	if err != nil || s != seq+1 {
+		t.Fatalf("append after drain: %d %v", s, err)
+	}
+	if r, err := l.Read(s); err != nil || string(r.Body) != "after" {
+		t.Fatalf("read after drain: %v", err)
+	}
+}
+
+func TestRemove(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "q")
+	l := openT(t, vfs.Default, dir, Options{})
+	appendN(t, l, 1, 10, 10)
+	if err := l.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("dir still there: %v", err)
+	}
+	if _, err := l.Append(mkRec(1, 1)); !errors.Is(err, ErrClosed) {
+		t.Fatalf("append after Remove: %v", err)
+	}
+}
+
+// TestOpenIOError: I/O errors (not corruption) make Open fail.
+func TestOpenIOError(t *testing.T) {
+	mem := vfs.NewMem()
+	l := openT(t, mem, "q", Options{})
+	appendN(t, l, 1, 10, 10)
+	l.Close()
+	inj := errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if op.Kind == errorfs.OpFileReadAt {
+			return errorfs.ErrInjected
+		}
+		return nil
+	})
+	if _, err := Open(errorfs.Wrap(mem, inj), "q", Options{}); !errors.Is(err, errorfs.ErrInjected) {
+		t.Fatalf("Open with failing reads: %v", err)
+	}
+}
+
+// TestSyncErrorSticky: a failed fdatasync fails the waiters and the log.
+func TestSyncErrorSticky(t *testing.T) {
+	mem := vfs.NewMem()
+	var fail errorfs.Toggle
+	fs := errorfs.Wrap(mem, errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if op.Kind == errorfs.OpFileSyncData {
+			return fail.MaybeError(op)
+		}
+		return nil
+	}))
+	fail = errorfs.Toggle{Injector: errorfs.ErrInjected}
+	l := openT(t, fs, "q", Options{Sync: true})
+	defer l.Close()
+	s := NewSyncer(SyncerOptions{})
+	defer s.Close()
+	errc := make(chan error, 1)
+	if _, err := s.AppendDurable(l, []Record{mkRec(1, 10)}, func(err error) { errc <- err }); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatalf("healthy sync: %v", err)
+	}
+	fail.On()
+	if _, err := s.AppendDurable(l, []Record{mkRec(2, 10)}, func(err error) { errc <- err }); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; !errors.Is(err, errorfs.ErrInjected) {
+		t.Fatalf("failed sync reported %v", err)
+	}
+	fail.Off()
+	if _, err := l.Append(mkRec(3, 10)); !errors.Is(err, errorfs.ErrInjected) {
+		t.Fatalf("log not failed after sync error: %v", err)
+	}
+}
