@@ -1,0 +1,802 @@
+package broker
+
+import (
+	"sort"
+	"sync"
+	"sync/atomic"
+
+	"github.com/warrenmq/warren/amqpwire"
+	"github.com/warrenmq/warren/segment"
+)
+
+// maxBatch bounds how many publishes a channel gathers before handing them to
+// the queues even if the socket still has more to read.
+const (
+	maxBatchMsgs  = 1024
+	maxBatchBytes = 4 << 20
+)
+
+// channel is one AMQP channel. Everything but the delivery bookkeeping
+// (umu), the consumer set (consMu) and confirms (cmu) is owned by the
+// connection's reader goroutine.
+type channel struct {
+	id      uint16
+	c       *conn
+	closing bool // channel.close sent, waiting for close-ok
+	dirty   bool
+
+	// Content assembly of the publish in progress.
+	pub struct {
+		active     bool
+		header     bool // header frame seen
+		exchange   string
+		key        string
+		mandatory  bool
+		bodySize   uint64
+		propsStart int
+		propsEnd   int
+		bodyStart  int
+	}
+	arena []byte // props and bodies of the batch being gathered
+
+	// The batch: routed publishes waiting for flush.
+	batch      []pendingPub
+	batchBytes int
+	qbatch     map[*queue]*queueBatch
+	qorder     []*queue
+	routeBuf   []string
+	acks       map[*queue]*ackBatch
+	aorder     []*queue
+
+	// Consumers of this channel.
+	consMu         sync.Mutex
+	consumers      map[string]*consumer
+	prefetch       uint16 // for consumers created from now on
+	globalPrefetch uint16
+	unackedN       atomic.Int32 // deliveries not yet acked, for the global limit
+
+	// Delivery bookkeeping: tags are assigned under umu, in order.
+	umu     sync.Mutex
+	nextTag uint64
+	unacked []delivery
+	acked   int // tombstones in unacked
+
+	// Publisher confirms.
+	confirm    bool
+	pubSeq     uint64
+	cmu        sync.Mutex
+	confNext   uint64 // lowest sequence not yet confirmed
+	confDone   []confirmRange
+	txMode     bool
+	txPubs     []txPub
+	txAcks     []txAck
+	txArena    []byte
+	ctagSerial int
+}
+
+type pendingPub struct {
+	exchange, key string
+	props, body   []byte
+	persistent    bool
+	mandatory     bool
+	seq           uint64 // confirm sequence (0 without confirms)
+}
+
+type queueBatch struct {
+	recs   []segment.Record
+	durSeq bool // has a persistent record for a durable queue
+}
+
+type ackBatch struct {
+	acks     []uint64
+	requeues []uint64
+	cons     []*consumer
+}
+
+type delivery struct {
+	tag   uint64
+	q     *queue
+	seq   uint64
+	cons  *consumer
+	acked bool
+}
+
+type confirmRange struct {
+	lo, hi uint64
+	nack   bool
+}
+
+type txPub struct {
+	exchange, key       string
+	propsOff, propsLen  int
+	bodyOff, bodyLen    int
+	persistent, mandate bool
+}
+
+type txAck struct {
+	tag              uint64
+	multiple, nack   bool
+	requeue, isNack  bool
+	reject           bool
+	methodClassID    uint16
+	methodIDForError uint16
+}
+
+func newChannel(c *conn, id uint16) *channel {
+	ch := &channel{
+		id:        id,
+		c:         c,
+		qbatch:    make(map[*queue]*queueBatch),
+		acks:      make(map[*queue]*ackBatch),
+		consumers: make(map[string]*consumer),
+		confNext:  1,
+	}
+	c.ownedMu.Lock()
+	c.live[ch] = struct{}{}
+	c.ownedMu.Unlock()
+	return ch
+}
+
+// handleFrame runs one frame through the channel's state machine. Soft errors
+// close the channel here; hard errors are returned to the connection.
+func (ch *channel) handleFrame(f amqpwire.Frame) error {
+	if ch.closing {
+		if f.Type == amqpwire.FrameMethod {
+			m, err := ch.c.dec.Decode(f.Payload)
+			if err != nil {
+				return nil
+			}
+			switch m.(type) {
+			case *amqpwire.ChannelCloseOk:
+				ch.c.channels[ch.id] = nil
+				ch.release()
+			case *amqpwire.ChannelClose:
+				ch.c.sendMethod(ch.id, &amqpwire.ChannelCloseOk{})
+			}
+		}
+		return nil
+	}
+	var err error
+	var m amqpwire.Method
+	switch f.Type {
+	case amqpwire.FrameMethod:
+		if ch.pub.active {
+			return amqpErr(amqpwire.UnexpectedFrame, nil, "expected content header for class 60, got non content header frame instead")
+		}
+		m, err = ch.c.dec.Decode(f.Payload)
+		if err != nil {
+			return err
+		}
+		err = ch.handleMethod(m)
+	case amqpwire.FrameHeader:
+		err = ch.handleHeader(f.Payload)
+	case amqpwire.FrameBody:
+		err = ch.handleBody(f.Payload)
+	default:
+		return amqpErr(amqpwire.FrameError, nil, "unknown frame type %d", f.Type)
+	}
+	if err == nil {
+		return nil
+	}
+	e := asAMQPError(err, m)
+	if e.Hard() {
+		return e
+	}
+	ch.softError(e)
+	return nil
+}
+
+// softError closes the channel with a soft error, as RabbitMQ does: the
+// channel's consumers and unacked deliveries are released at once.
+func (ch *channel) softError(e *amqpwire.Error) {
+	ch.c.log.Info().Uint16("channel", ch.id).Uint16("code", e.Code).Str("text", e.Text).Msg("channel error")
+	ch.flush()
+	ch.closing = true
+	ch.pub.active = false
+	ch.teardown()
+	ch.c.sendMethod(ch.id, &amqpwire.ChannelClose{ReplyCode: e.Code, ReplyText: e.Text, FailedClassID: e.ClassID, FailedMethodID: e.MethodID})
+}
+
+func (ch *channel) release() {
+	ch.c.ownedMu.Lock()
+	delete(ch.c.live, ch)
+	ch.c.ownedMu.Unlock()
+}
+
+func (ch *channel) handleMethod(m amqpwire.Method) error {
+	// Publishes and acks batch; anything else first flushes the batch so
+	// that its effects are seen in order.
+	switch m := m.(type) {
+	case *amqpwire.BasicPublish:
+		return ch.startPublish(m)
+	case *amqpwire.BasicAck:
+		return ch.ack(m, m.DeliveryTag, m.Multiple, false, false)
+	case *amqpwire.BasicNack:
+		return ch.ack(m, m.DeliveryTag, m.Multiple, true, m.Requeue)
+	case *amqpwire.BasicReject:
+		return ch.ack(m, m.DeliveryTag, false, true, m.Requeue)
+	}
+	ch.flush()
+	switch m := m.(type) {
+	case *amqpwire.ChannelClose:
+		ch.teardown()
+		ch.c.channels[ch.id] = nil
+		ch.release()
+		ch.c.sendMethod(ch.id, &amqpwire.ChannelCloseOk{})
+		return nil
+	case *amqpwire.ChannelCloseOk:
+		return nil
+	case *amqpwire.ChannelOpen:
+		return amqpErr(amqpwire.ChannelError, m, "second 'channel.open' seen")
+	case *amqpwire.ChannelFlow:
+		if !m.Active {
+			return amqpErr(amqpwire.NotImplemented, m, "active=false")
+		}
+		ch.c.sendMethod(ch.id, &amqpwire.ChannelFlowOk{Active: true})
+		return nil
+	case *amqpwire.ChannelFlowOk:
+		return nil
+	case *amqpwire.ExchangeDeclare:
+		return ch.exchangeDeclare(m)
+	case *amqpwire.ExchangeDelete:
+		return ch.exchangeDelete(m)
+	case *amqpwire.ExchangeBind:
+		return ch.exchangeBind(m, true)
+	case *amqpwire.ExchangeUnbind:
+		return ch.exchangeBind(m, false)
+	case *amqpwire.QueueDeclare:
+		return ch.queueDeclare(m)
+	case *amqpwire.QueueBind:
+		return ch.queueBind(m)
+	case *amqpwire.QueueUnbind:
+		return ch.queueUnbind(m)
+	case *amqpwire.QueuePurge:
+		return ch.queuePurge(m)
+	case *amqpwire.QueueDelete:
+		return ch.queueDelete(m)
+	case *amqpwire.BasicQos:
+		return ch.basicQos(m)
+	case *amqpwire.BasicConsume:
+		return ch.basicConsume(m)
+	case *amqpwire.BasicCancel:
+		return ch.basicCancel(m)
+	case *amqpwire.BasicGet:
+		return ch.basicGet(m)
+	case *amqpwire.BasicRecover:
+		return ch.basicRecover(m, m.Requeue)
+	case *amqpwire.BasicRecoverAsync:
+		return ch.basicRecover(m, m.Requeue)
+	case *amqpwire.ConfirmSelect:
+		if ch.txMode {
+			return amqpErr(amqpwire.PreconditionFailed, m, "cannot switch from tx to confirm mode")
+		}
+		ch.confirm = true
+		if !m.NoWait {
+			ch.c.sendMethod(ch.id, &amqpwire.ConfirmSelectOk{})
+		}
+		return nil
+	case *amqpwire.TxSelect:
+		if ch.confirm {
+			return amqpErr(amqpwire.PreconditionFailed, m, "cannot switch from confirm to tx mode")
+		}
+		ch.txMode = true
+		ch.c.sendMethod(ch.id, &amqpwire.TxSelectOk{})
+		return nil
+	case *amqpwire.TxCommit:
+		return ch.txCommit(m)
+	case *amqpwire.TxRollback:
+		return ch.txRollback(m)
+	}
+	if m.ClassID() == amqpwire.ClassConnection {
+		return amqpErr(amqpwire.CommandInvalid, m, "connection method '%s' on channel %d", m.Name(), ch.id)
+	}
+	return amqpErr(amqpwire.CommandInvalid, m, "unexpected method '%s' from client", m.Name())
+}
+
+// ---- publishing ----
+
+func (ch *channel) startPublish(m *amqpwire.BasicPublish) error {
+	if m.Immediate {
+		return amqpErr(amqpwire.NotImplemented, m, "immediate=true")
+	}
+	vh := ch.c.vh
+	if m.Exchange != "" {
+		ex := vh.exchange(m.Exchange)
+		if ex == nil {
+			return amqpErr(amqpwire.NotFound, m, "no exchange '%s' in vhost '%s'", m.Exchange, vh.name)
+		}
+		if ex.Internal {
+			return amqpErr(amqpwire.AccessRefused, m, "cannot publish to internal exchange '%s' in vhost '%s'", m.Exchange, vh.name)
+		}
+	}
+	if err := ch.c.s.checkPerm(ch.c.user, vh.name, permWrite, "exchange", m.Exchange, m); err != nil {
+		return err
+	}
+	p := &ch.pub
+	p.active, p.header = true, false
+	p.exchange, p.key, p.mandatory = m.Exchange, m.RoutingKey, m.Mandatory
+	return nil
+}
+
+func (ch *channel) handleHeader(payload []byte) error {
+	p := &ch.pub
+	if !p.active || p.header {
+		return amqpErr(amqpwire.UnexpectedFrame, nil, "unexpected content header frame on channel %d", ch.id)
+	}
+	h, err := amqpwire.DecodeContentHeader(payload)
+	if err != nil {
+		return err
+	}
+	if h.ClassID != amqpwire.ClassBasic {
+		return amqpErr(amqpwire.CommandInvalid, nil, "content header for class %d", h.ClassID)
+	}
+	if h.BodySize > ch.c.s.cfg.MaxMessageSize {
+		p.active = false
+		return &amqpwire.Error{Code: amqpwire.PreconditionFailed, Text: "PRECONDITION_FAILED - message size " +
+			itoa(h.BodySize) + " is larger than configured max size " + itoa(ch.c.s.cfg.MaxMessageSize),
+			ClassID: amqpwire.ClassBasic, MethodID: amqpwire.MethodBasicPublish}
+	}
+	p.header = true
+	p.bodySize = h.BodySize
+	p.propsStart = len(ch.arena)
+	ch.arena = append(ch.arena, h.RawProps...)
+	p.propsEnd = len(ch.arena)
+	p.bodyStart = p.propsEnd
+	if h.BodySize == 0 {
+		return ch.finishPublish()
+	}
+	return nil
+}
+
+func (ch *channel) handleBody(payload []byte) error {
+	p := &ch.pub
+	if !p.active || !p.header {
+		return amqpErr(amqpwire.UnexpectedFrame, nil, "unexpected content body frame on channel %d", ch.id)
+	}
+	got := uint64(len(ch.arena)-p.bodyStart) + uint64(len(payload))
+	if got > p.bodySize {
+		return amqpErr(amqpwire.FrameError, nil, "content body exceeds the %d bytes announced in the header", p.bodySize)
+	}
+	ch.arena = append(ch.arena, payload...)
+	if got == p.bodySize {
+		return ch.finishPublish()
+	}
+	return nil
+}
+
+// finishPublish routes a complete message and adds it to the batch.
+func (ch *channel) finishPublish() error {
+	p := &ch.pub
+	p.active = false
+	props := ch.arena[p.propsStart:p.propsEnd:p.propsEnd]
+	body := ch.arena[p.bodyStart:len(ch.arena):len(ch.arena)]
+	persistent := amqpwire.PeekDeliveryMode(props) == 2
+	if ch.txMode {
+		ch.txArena = append(ch.txArena, props...)
+		po := len(ch.txArena) - len(props)
+		ch.txArena = append(ch.txArena, body...)
+		bo := len(ch.txArena) - len(body)
+		ch.txPubs = append(ch.txPubs, txPub{exchange: p.exchange, key: p.key, propsOff: po, propsLen: len(props),
+			bodyOff: bo, bodyLen: len(body), persistent: persistent, mandate: p.mandatory})
+		ch.arena = ch.arena[:p.propsStart]
+		return nil
+	}
+	var seq uint64
+	if ch.confirm {
+		ch.pubSeq++
+		seq = ch.pubSeq
+	}
+	ch.batch = append(ch.batch, pendingPub{exchange: p.exchange, key: p.key, props: props, body: body,
+		persistent: persistent, mandatory: p.mandatory, seq: seq})
+	ch.batchBytes += len(props) + len(body)
+	ch.c.markDirty(ch)
+	if len(ch.batch) >= maxBatchMsgs || ch.batchBytes >= maxBatchBytes {
+		ch.flush()
+	}
+	return nil
+}
+
+// flush routes the gathered publishes to their queues (one append per queue
+// per batch), then applies the gathered acks.
+func (ch *channel) flush() {
+	ch.dirty = false
+	if len(ch.batch) > 0 {
+		ch.flushPublishes()
+	}
+	if len(ch.aorder) > 0 {
+		ch.flushAcks()
+	}
+}
+
+func (ch *channel) flushPublishes() {
+	vh := ch.c.vh
+	snap := vh.routes()
+	var lo, hi uint64
+	for i := range ch.batch {
+		pp := &ch.batch[i]
+		ch.routeBuf = vh.route(snap, pp.exchange, pp.key, pp.props, ch.routeBuf[:0])
+		if len(ch.routeBuf) == 0 {
+			if pp.mandatory {
+				ch.c.sendReturn(ch.id, amqpwire.NoRoute, "NO_ROUTE", pp.exchange, pp.key, pp.props, pp.body)
+			}
+			continue
+		}
+		for _, qname := range ch.routeBuf {
+			q := vh.queueByName(qname)
+			if q == nil {
+				continue
+			}
+			qb := ch.qbatch[q]
+			if qb == nil {
+				qb = &queueBatch{}
+				ch.qbatch[q] = qb
+			}
+			if len(qb.recs) == 0 {
+				ch.qorder = append(ch.qorder, q)
+			}
+			var flags uint8
+			if pp.persistent {
+				flags |= segment.FlagPersistent
+				if q.durable {
+					qb.durSeq = true
+				}
+			}
+			qb.recs = append(qb.recs, segment.Record{Exchange: pp.exchange, RoutingKey: pp.key,
+				Props: pp.props, Body: pp.body, Flags: flags})
+		}
+	}
+	if ch.confirm {
+		lo, hi = ch.batch[0].seq, ch.batch[len(ch.batch)-1].seq
+	}
+	var round *confirmRound
+	if ch.confirm {
+		round = &confirmRound{ch: ch, lo: lo, hi: hi}
+		round.pending.Store(1) // held until every append is issued
+	}
+	for _, q := range ch.qorder {
+		qb := ch.qbatch[q]
+		var cb func(error)
+		if round != nil && qb.durSeq {
+			round.pending.Add(1)
+			cb = round.done
+		}
+		q.publish(qb.recs, cb)
+		clear(qb.recs)
+		qb.recs = qb.recs[:0]
+		qb.durSeq = false
+	}
+	clear(ch.qorder)
+	ch.qorder = ch.qorder[:0]
+	if round != nil {
+		round.done(nil)
+	}
+	clear(ch.batch)
+	ch.batch = ch.batch[:0]
+	ch.batchBytes = 0
+	if cap(ch.arena) > 16<<20 {
+		ch.arena = nil
+	} else {
+		ch.arena = ch.arena[:0]
+	}
+	if len(ch.qbatch) > 64 {
+		clear(ch.qbatch) // forget queues of old batches
+	}
+}
+
+// confirmRound tracks one batch's confirm sequences until every durable
+// append of the batch is synced.
+type confirmRound struct {
+	ch      *channel
+	lo, hi  uint64
+	pending atomic.Int32
+	failed  atomic.Bool
+}
+
+func (r *confirmRound) done(err error) {
+	if err != nil {
+		r.failed.Store(true)
+	}
+	if r.pending.Add(-1) == 0 {
+		r.ch.confirmed(r.lo, r.hi, r.failed.Load())
+	}
+}
+
+// confirmed records that sequences lo..hi are settled and sends acks (or
+// nacks) for the longest settled prefix, so that multiple=true never covers
+// a message that is not yet durable.
+func (ch *channel) confirmed(lo, hi uint64, nack bool) {
+	ch.cmu.Lock()
+	defer ch.cmu.Unlock()
+	if lo != ch.confNext {
+		i := sort.Search(len(ch.confDone), func(i int) bool { return ch.confDone[i].lo > lo })
+		ch.confDone = append(ch.confDone, confirmRange{})
+		copy(ch.confDone[i+1:], ch.confDone[i:])
+		ch.confDone[i] = confirmRange{lo, hi, nack}
+		return
+	}
+	ch.sendConfirm(lo, hi, nack)
+	for len(ch.confDone) > 0 && ch.confDone[0].lo == ch.confNext {
+		r := ch.confDone[0]
+		ch.confDone = ch.confDone[1:]
+		ch.sendConfirm(r.lo, r.hi, r.nack)
+	}
+}
+
+func (ch *channel) sendConfirm(lo, hi uint64, nack bool) {
+	ch.confNext = hi + 1
+	multiple := hi > lo
+	if nack {
+		ch.c.sendMethod(ch.id, &amqpwire.BasicNack{DeliveryTag: hi, Multiple: multiple})
+	} else {
+		ch.c.sendMethod(ch.id, &amqpwire.BasicAck{DeliveryTag: hi, Multiple: multiple})
+	}
+}
+
+// ---- acknowledgements ----
+
+// ack settles deliveries: ack (nack=false), or nack/reject with requeue or
+// discard. The queue side is batched until flush.
+func (ch *channel) ack(m amqpwire.Method, tag uint64, multiple, nack, requeue bool) error {
+	if ch.txMode {
+		if err := ch.checkTags(m, tag, multiple); err != nil {
+			return err
+		}
+		ch.txAcks = append(ch.txAcks, txAck{tag: tag, multiple: multiple, isNack: nack, requeue: requeue})
+		return nil
+	}
+	return ch.settle(m, tag, multiple, nack, requeue)
+}
+
+func (ch *channel) checkTags(m amqpwire.Method, tag uint64, multiple bool) error {
+	ch.umu.Lock()
+	defer ch.umu.Unlock()
+	if multiple && tag == 0 {
+		return nil
+	}
+	i := ch.findLocked(tag)
+	if i < 0 {
+		return amqpErr(amqpwire.PreconditionFailed, m, "unknown delivery tag %d", tag)
+	}
+	return nil
+}
+
+func (ch *channel) findLocked(tag uint64) int {
+	i := sort.Search(len(ch.unacked), func(i int) bool { return ch.unacked[i].tag >= tag })
+	if i < len(ch.unacked) && ch.unacked[i].tag == tag && !ch.unacked[i].acked {
+		return i
+	}
+	return -1
+}
+
+func (ch *channel) settle(m amqpwire.Method, tag uint64, multiple, nack, requeue bool) error {
+	ch.umu.Lock()
+	var from, to int
+	if multiple {
+		to = sort.Search(len(ch.unacked), func(i int) bool { return ch.unacked[i].tag > tag })
+		if tag == 0 {
+			to = len(ch.unacked)
+		}
+		if to == 0 && tag != 0 && ch.findLocked(tag) < 0 {
+			// RabbitMQ accepts a multiple ack whose tag was already covered,
+			// but not one above anything delivered.
+			if tag > ch.nextTag {
+				ch.umu.Unlock()
+				return amqpErr(amqpwire.PreconditionFailed, m, "unknown delivery tag %d", tag)
+			}
+		}
+	} else {
+		i := ch.findLocked(tag)
+		if i < 0 {
+			ch.umu.Unlock()
+			return amqpErr(amqpwire.PreconditionFailed, m, "unknown delivery tag %d", tag)
+		}
+		from, to = i, i+1
+	}
+	if multiple && tag > ch.nextTag {
+		ch.umu.Unlock()
+		return amqpErr(amqpwire.PreconditionFailed, m, "unknown delivery tag %d", tag)
+	}
+	for i := from; i < to; i++ {
+		d := &ch.unacked[i]
+		if d.acked {
+			continue
+		}
+		d.acked = true
+		ch.acked++
+		ab := ch.acks[d.q]
+		if ab == nil {
+			ab = &ackBatch{}
+			ch.acks[d.q] = ab
+		}
+		if len(ab.acks) == 0 && len(ab.requeues) == 0 && len(ab.cons) == 0 {
+			ch.aorder = append(ch.aorder, d.q)
+		}
+		if nack && requeue {
+			ab.requeues = append(ab.requeues, d.seq)
+		} else {
+			ab.acks = append(ab.acks, d.seq)
+		}
+		if d.cons != nil {
+			d.cons.unacked.Add(-1)
+			ab.cons = append(ab.cons, d.cons)
+		}
+		ch.unackedN.Add(-1)
+	}
+	ch.compactLocked()
+	ch.umu.Unlock()
+	ch.c.markDirty(ch)
+	return nil
+}
+
+// compactLocked drops settled deliveries from the front and, when they are
+// many, from the middle.
+func (ch *channel) compactLocked() {
+	n := 0
+	for n < len(ch.unacked) && ch.unacked[n].acked {
+		n++
+	}
+	if n > 0 {
+		ch.acked -= n
+		copy(ch.unacked, ch.unacked[n:])
+		clear(ch.unacked[len(ch.unacked)-n:])
+		ch.unacked = ch.unacked[:len(ch.unacked)-n]
+	}
+	if ch.acked > 32 && ch.acked*2 > len(ch.unacked) {
+		w := 0
+		for _, d := range ch.unacked {
+			if !d.acked {
+				ch.unacked[w] = d
+				w++
+			}
+		}
+		clear(ch.unacked[w:])
+		ch.unacked = ch.unacked[:w]
+		ch.acked = 0
+	}
+}
+
+func (ch *channel) flushAcks() {
+	for _, q := range ch.aorder {
+		ab := ch.acks[q]
+		q.settle(ab.acks, ab.requeues)
+		clear(ab.cons)
+		ab.acks, ab.requeues, ab.cons = ab.acks[:0], ab.requeues[:0], ab.cons[:0]
+	}
+	clear(ch.aorder)
+	ch.aorder = ch.aorder[:0]
+	if len(ch.acks) > 64 {
+		clear(ch.acks)
+	}
+}
+
+// ---- transactions ----
+
+func (ch *channel) txCommit(m *amqpwire.TxCommit) error {
+	if !ch.txMode {
+		return amqpErr(amqpwire.PreconditionFailed, m, "channel is not transactional")
+	}
+	pubs, acks := ch.txPubs, ch.txAcks
+	ch.txPubs, ch.txAcks = nil, nil
+	arena := ch.txArena
+	ch.txArena = nil
+	// Publishes: batch them and wait until persistent ones are durable.
+	var wg sync.WaitGroup
+	var failed atomic.Bool
+	vh := ch.c.vh
+	snap := vh.routes()
+	groups := make(map[*queue][]segment.Record)
+	var order []*queue
+	for _, p := range pubs {
+		props := arena[p.propsOff : p.propsOff+p.propsLen]
+		body := arena[p.bodyOff : p.bodyOff+p.bodyLen]
+		ch.routeBuf = vh.route(snap, p.exchange, p.key, props, ch.routeBuf[:0])
+		if len(ch.routeBuf) == 0 && p.mandate {
+			ch.c.sendReturn(ch.id, amqpwire.NoRoute, "NO_ROUTE", p.exchange, p.key, props, body)
+		}
+		for _, qn := range ch.routeBuf {
+			q := vh.queueByName(qn)
+			if q == nil {
+				continue
+			}
+			var flags uint8
+			if p.persistent {
+				flags = segment.FlagPersistent
+			}
+			if _, ok := groups[q]; !ok {
+				order = append(order, q)
+			}
+			groups[q] = append(groups[q], segment.Record{Exchange: p.exchange, RoutingKey: p.key, Props: props, Body: body, Flags: flags})
+		}
+	}
+	for _, q := range order {
+		wg.Add(1)
+		q.publish(groups[q], func(err error) {
+			if err != nil {
+				failed.Store(true)
+			}
+			wg.Done()
+		})
+	}
+	wg.Wait()
+	for _, a := range acks {
+		if err := ch.settle(m, a.tag, a.multiple, a.isNack, a.requeue); err != nil {
+			return err
+		}
+	}
+	ch.flush()
+	if failed.Load() {
+		return amqpErr(amqpwire.InternalError, m, "commit failed to persist messages")
+	}
+	ch.c.sendMethod(ch.id, &amqpwire.TxCommitOk{})
+	return nil
+}
+
+func (ch *channel) txRollback(m *amqpwire.TxRollback) error {
+	if !ch.txMode {
+		return amqpErr(amqpwire.PreconditionFailed, m, "channel is not transactional")
+	}
+	ch.txPubs, ch.txAcks, ch.txArena = nil, nil, nil
+	ch.c.sendMethod(ch.id, &amqpwire.TxRollbackOk{})
+	return nil
+}
+
+// ---- teardown ----
+
+// teardown cancels the channel's consumers and requeues its unacked
+// deliveries, in order.
+func (ch *channel) teardown() {
+	ch.flush()
+	ch.consMu.Lock()
+	cons := make([]*consumer, 0, len(ch.consumers))
+	for _, c := range ch.consumers {
+		cons = append(cons, c)
+	}
+	clear(ch.consumers)
+	ch.consMu.Unlock()
+	for _, c := range cons {
+		c.q.removeConsumer(c, true)
+	}
+	ch.requeueAll()
+	ch.release()
+}
+
+// requeueAll returns every unacked delivery of the channel to its queue.
+func (ch *channel) requeueAll() {
+	ch.umu.Lock()
+	byQ := make(map[*queue][]uint64)
+	var order []*queue
+	for i := range ch.unacked {
+		d := &ch.unacked[i]
+		if d.acked {
+			continue
+		}
+		if _, ok := byQ[d.q]; !ok {
+			order = append(order, d.q)
+		}
+		byQ[d.q] = append(byQ[d.q], d.seq)
+		if d.cons != nil {
+			d.cons.unacked.Add(-1)
+		}
+	}
+	ch.unacked = nil
+	ch.acked = 0
+	ch.unackedN.Store(0)
+	ch.umu.Unlock()
+	for _, q := range order {
+		q.settle(nil, byQ[q])
+	}
+}
+
+func itoa(n uint64) string {
+	var b [20]byte
+	i := len(b)
+	for {
+		i--
+		b[i] = byte('0' + n%10)
+		n /= 10
+		if n == 0 {
+			break
+		}
+	}
+	return string(b[i:])
+}

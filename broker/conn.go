@@ -1,0 +1,606 @@
+package broker
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/warrenmq/warren/amqpwire"
+)
+
+// Version is the broker version advertised to clients.
+const Version = "0.1.0"
+
+// congestLimit is how many encoded bytes may wait for the socket before
+// queues stop delivering to the connection (a slow consumer must not grow RAM).
+const congestLimit = 4 << 20
+
+// conn is one AMQP connection. Its reader goroutine (serve) parses frames and
+// runs the channel state machines; its writer goroutine alone writes the
+// socket, flushing everything queued in c.out in one write when it wakes.
+//
+// Lock order: vhost.mu -> queue.mu -> channel.umu -> channel.cmu -> conn.wmu.
+type conn struct {
+	s   *Server
+	nc  net.Conn
+	br  *bufio.Reader
+	fr  *amqpwire.FrameReader
+	dec amqpwire.MethodDecoder
+	log zerolog.Logger
+	id  uint64
+
+	frameMax   uint32
+	channelMax uint16
+	heartbeat  time.Duration
+	user       *user
+	vh         *vhost
+	userName   string
+
+	capCancelNotify bool
+	capAuthClose    bool
+
+	channels []*channel // by id, reader-owned
+	dirty    []*channel // channels with a pending publish/ack batch
+
+	closeSent atomic.Bool // connection.close sent, waiting for close-ok
+	ownedMu   sync.Mutex
+	owned     map[*queue]struct{} // exclusive queues of this connection
+	live      map[*channel]struct{}
+
+	wmu       sync.Mutex // guards out, congested, closed
+	out       []byte
+	congested bool
+	wclosed   bool
+	wsig      chan struct{}
+	wdone     chan struct{}
+	writerEnd chan struct{}
+	wrote     atomic.Bool // writer wrote since the last heartbeat tick
+}
+
+func newConn(s *Server, nc net.Conn) *conn {
+	id := s.connSeq.Add(1)
+	c := &conn{
+		s:         s,
+		nc:        nc,
+		br:        bufio.NewReaderSize(nc, 64<<10),
+		id:        id,
+		frameMax:  s.cfg.FrameMax,
+		wsig:      make(chan struct{}, 1),
+		wdone:     make(chan struct{}),
+		writerEnd: make(chan struct{}),
+		owned:     make(map[*queue]struct{}),
+		live:      make(map[*channel]struct{}),
+	}
+	c.log = s.log.With().Uint64("conn", id).Str("peer", nc.RemoteAddr().String()).Logger()
+	return c
+}
+
+func (c *conn) serve() {
+	defer c.s.removeConn(c)
+	start := time.Now()
+	c.log.Info().Msg("connection accepted")
+	c.fr = amqpwire.NewFrameReader(c.br, amqpwire.FrameMinSize)
+	if err := c.handshake(); err != nil {
+		if !errors.Is(err, errCloseConn) {
+			c.log.Info().Err(err).Msg("handshake failed")
+		}
+		c.nc.Close()
+		return
+	}
+	c.log.Info().Str("user", c.userName).Str("vhost", c.vh.name).Msg("connection opened")
+	go c.writeLoop()
+	err := c.readLoop()
+	c.teardown()
+	switch {
+	case err == nil || errors.Is(err, errCloseConn):
+		c.log.Info().Dur("duration", time.Since(start)).Msg("connection closed")
+	case errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed):
+		c.log.Info().Dur("duration", time.Since(start)).Msg("connection closed by peer without close")
+	default:
+		c.log.Warn().Err(err).Dur("duration", time.Since(start)).Msg("connection closed on error")
+	}
+}
+
+// writeDirect writes during the handshake, before the writer goroutine runs.
+func (c *conn) writeDirect(m amqpwire.Method) error {
+	_, err := c.nc.Write(amqpwire.AppendMethodFrame(nil, 0, m))
+	return err
+}
+
+func (c *conn) readMethod0() (amqpwire.Method, error) {
+	f, err := c.fr.ReadFrame()
+	if err != nil {
+		return nil, err
+	}
+	if f.Type == amqpwire.FrameHeartbeat {
+		return c.readMethod0()
+	}
+	if f.Type != amqpwire.FrameMethod || f.Channel != 0 {
+		return nil, amqpErr(amqpwire.UnexpectedFrame, nil, "expected a method frame on channel 0 during the handshake")
+	}
+	return amqpwire.DecodeMethod(f.Payload)
+}
+
+func (c *conn) handshake() error {
+	cfg := &c.s.cfg
+	c.nc.SetDeadline(time.Now().Add(cfg.HandshakeTimeout))
+	if err := amqpwire.ReadProtocolHeader(c.br); err != nil {
+		io.WriteString(c.nc, amqpwire.ProtocolHeader)
+		return fmt.Errorf("bad protocol header: %w", err)
+	}
+	start := &amqpwire.ConnectionStart{
+		VersionMajor: 0,
+		VersionMinor: 9,
+		ServerProperties: amqpwire.Table{
+			"product":      "Warren",
+			"version":      Version,
+			"platform":     "Go",
+			"copyright":    "Warren contributors",
+			"information":  "Licensed under the Apache License 2.0",
+			"cluster_name": "warren@" + hostname(),
+			"capabilities": amqpwire.Table{
+				"publisher_confirms":           true,
+				"exchange_exchange_bindings":   true,
+				"basic.nack":                   true,
+				"consumer_cancel_notify":       true,
+				"connection.blocked":           true,
+				"consumer_priorities":          true,
+				"authentication_failure_close": true,
+				"per_consumer_qos":             true,
+			},
+		},
+		Mechanisms: "PLAIN AMQPLAIN",
+		Locales:    "en_US",
+	}
+	if err := c.writeDirect(start); err != nil {
+		return err
+	}
+	m, err := c.readMethod0()
+	if err != nil {
+		return err
+	}
+	so, ok := m.(*amqpwire.ConnectionStartOk)
+	if !ok {
+		return c.handshakeFail(amqpErr(amqpwire.CommandInvalid, m, "expected 'connection.start_ok', got '%s'", m.Name()))
+	}
+	if caps, ok := so.ClientProperties["capabilities"].(amqpwire.Table); ok {
+		c.capCancelNotify, _ = caps["consumer_cancel_notify"].(bool)
+		c.capAuthClose, _ = caps["authentication_failure_close"].(bool)
+	}
+	if so.Mechanism != "PLAIN" && so.Mechanism != "AMQPLAIN" {
+		return c.handshakeFail(amqpErr(amqpwire.CommandInvalid, so, "unknown authentication mechanism '%s'", so.Mechanism))
+	}
+	name, pass, ok := parseCredentials(so.Mechanism, []byte(so.Response))
+	u := c.s.lookupUser(name)
+	switch {
+	case !ok || u == nil || !u.checkPassword(pass):
+		c.log.Warn().Str("user", name).Str("mechanism", so.Mechanism).Msg("authentication failed: invalid credentials")
+		return c.authFail(so)
+	case name == "guest" && !isLoopback(c.nc.RemoteAddr()):
+		c.log.Warn().Str("user", name).Msg("authentication failed: user 'guest' can only connect via localhost")
+		return c.authFail(so)
+	}
+	c.user, c.userName = u, name
+
+	tune := &amqpwire.ConnectionTune{
+		ChannelMax: cfg.ChannelMax,
+		FrameMax:   cfg.FrameMax,
+		Heartbeat:  uint16(cfg.Heartbeat / time.Second),
+	}
+	if err := c.writeDirect(tune); err != nil {
+		return err
+	}
+	if m, err = c.readMethod0(); err != nil {
+		return err
+	}
+	to, ok := m.(*amqpwire.ConnectionTuneOk)
+	if !ok {
+		return c.handshakeFail(amqpErr(amqpwire.CommandInvalid, m, "expected 'connection.tune_ok', got '%s'", m.Name()))
+	}
+	c.channelMax = cfg.ChannelMax
+	if to.ChannelMax != 0 && to.ChannelMax < c.channelMax {
+		c.channelMax = to.ChannelMax
+	}
+	switch {
+	case to.FrameMax != 0 && to.FrameMax < amqpwire.FrameMinSize:
+		return c.handshakeFail(amqpErr(amqpwire.NotAllowed, to, "frame_max=%d < %d min size", to.FrameMax, amqpwire.FrameMinSize))
+	case to.FrameMax > cfg.FrameMax:
+		return c.handshakeFail(amqpErr(amqpwire.NotAllowed, to, "frame_max=%d > %d max size", to.FrameMax, cfg.FrameMax))
+	case to.FrameMax != 0:
+		c.frameMax = to.FrameMax
+	}
+	c.heartbeat = time.Duration(to.Heartbeat) * time.Second
+	c.fr.SetFrameMax(c.frameMax)
+	c.channels = make([]*channel, int(c.channelMax)+1)
+
+	if m, err = c.readMethod0(); err != nil {
+		return err
+	}
+	op, ok := m.(*amqpwire.ConnectionOpen)
+	if !ok {
+		return c.handshakeFail(amqpErr(amqpwire.CommandInvalid, m, "expected 'connection.open', got '%s'", m.Name()))
+	}
+	vh := c.s.lookupVHost(op.VirtualHost)
+	if vh == nil {
+		c.log.Warn().Str("vhost", op.VirtualHost).Msg("connection refused: vhost not found")
+		return c.handshakeFail(amqpErr(amqpwire.NotAllowed, op, "vhost %s not found", op.VirtualHost))
+	}
+	if c.s.permission(u, vh.name) == nil {
+		c.log.Warn().Str("vhost", op.VirtualHost).Str("user", name).Msg("connection refused: no access to vhost")
+		return c.handshakeFail(amqpErr(amqpwire.NotAllowed, op, "access to vhost '%s' refused for user '%s'", op.VirtualHost, name))
+	}
+	c.vh = vh
+	if err := c.writeDirect(&amqpwire.ConnectionOpenOk{}); err != nil {
+		return err
+	}
+	c.nc.SetDeadline(time.Time{})
+	return nil
+}
+
+func (c *conn) authFail(so *amqpwire.ConnectionStartOk) error {
+	e := amqpErr(amqpwire.AccessRefused, nil, "Login was refused using authentication mechanism %s. For details see the broker logfile.", so.Mechanism)
+	if !c.capAuthClose {
+		return errCloseConn
+	}
+	return c.handshakeFail(e)
+}
+
+// handshakeFail sends connection.close and waits briefly for close-ok.
+func (c *conn) handshakeFail(e *amqpwire.Error) error {
+	c.log.Warn().Uint16("code", e.Code).Str("text", e.Text).Msg("connection error during handshake")
+	c.writeDirect(&amqpwire.ConnectionClose{ReplyCode: e.Code, ReplyText: e.Text, FailedClassID: e.ClassID, FailedMethodID: e.MethodID})
+	c.nc.SetReadDeadline(time.Now().Add(time.Second))
+	for {
+		m, err := c.readMethod0()
+		if err != nil {
+			return errCloseConn
+		}
+		if _, ok := m.(*amqpwire.ConnectionCloseOk); ok {
+			return errCloseConn
+		}
+	}
+}
+
+func hostname() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return "localhost"
+	}
+	return h
+}
+
+// readLoop reads and dispatches frames until the connection ends.
+func (c *conn) readLoop() error {
+	var deadlineSet time.Time
+	for {
+		if c.heartbeat > 0 && c.br.Buffered() == 0 {
+			// Only arm the deadline when a read will reach the socket; re-arm
+			// at most once a second.
+			if now := time.Now(); now.Sub(deadlineSet) > time.Second {
+				c.nc.SetReadDeadline(now.Add(2 * c.heartbeat))
+				deadlineSet = now
+			}
+		}
+		f, err := c.fr.ReadFrame()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				if c.closeSent.Load() {
+					return errCloseConn
+				}
+				c.log.Warn().Dur("heartbeat", c.heartbeat).Msg("missed heartbeats from client, timeout")
+				return err
+			}
+			var ae *amqpwire.Error
+			if errors.As(err, &ae) {
+				c.connectionError(ae)
+				return c.drainUntilCloseOk()
+			}
+			if c.closeSent.Load() {
+				return errCloseConn
+			}
+			return err
+		}
+		if err := c.handleFrame(f); err != nil {
+			if errors.Is(err, errCloseConn) {
+				return nil
+			}
+			ae := asAMQPError(err, nil)
+			if !ae.Hard() {
+				// Soft errors are handled by the channel; anything reaching here is hard.
+				ae = &amqpwire.Error{Code: amqpwire.InternalError, Text: ae.Text, ClassID: ae.ClassID, MethodID: ae.MethodID}
+			}
+			c.connectionError(ae)
+			return c.drainUntilCloseOk()
+		}
+		if c.br.Buffered() == 0 {
+			c.flushDirty()
+		}
+	}
+}
+
+// connectionError logs a hard error and sends connection.close.
+func (c *conn) connectionError(e *amqpwire.Error) {
+	c.flushDirty()
+	c.log.Warn().Uint16("code", e.Code).Str("text", e.Text).Uint16("class", e.ClassID).Uint16("method", e.MethodID).Msg("connection error")
+	c.closeSent.Store(true)
+	c.sendMethod(0, &amqpwire.ConnectionClose{ReplyCode: e.Code, ReplyText: e.Text, FailedClassID: e.ClassID, FailedMethodID: e.MethodID})
+}
+
+// drainUntilCloseOk discards frames until the peer answers close-ok, as the
+// spec asks, for at most a few seconds.
+func (c *conn) drainUntilCloseOk() error {
+	c.nc.SetReadDeadline(time.Now().Add(3 * time.Second))
+	for {
+		f, err := c.fr.ReadFrame()
+		if err != nil {
+			return errCloseConn
+		}
+		if f.Type != amqpwire.FrameMethod || f.Channel != 0 {
+			continue
+		}
+		m, err := amqpwire.DecodeMethod(f.Payload)
+		if err != nil {
+			continue
+		}
+		switch m.(type) {
+		case *amqpwire.ConnectionCloseOk:
+			return errCloseConn
+		case *amqpwire.ConnectionClose:
+			c.sendMethod(0, &amqpwire.ConnectionCloseOk{})
+			return errCloseConn
+		}
+	}
+}
+
+// forceClose asks the client to close (shutdown); the socket is closed after
+// a grace period whatever the client does.
+func (c *conn) forceClose(reason string) {
+	c.closeSent.Store(true)
+	c.sendMethod(0, &amqpwire.ConnectionClose{ReplyCode: amqpwire.ConnectionForced, ReplyText: "CONNECTION_FORCED - " + reason})
+	time.AfterFunc(3*time.Second, func() { c.nc.Close() })
+}
+
+func (c *conn) handleFrame(f amqpwire.Frame) error {
+	if f.Type == amqpwire.FrameHeartbeat {
+		if f.Channel != 0 {
+			return amqpErr(amqpwire.FrameError, nil, "heartbeat frame on channel %d", f.Channel)
+		}
+		return nil
+	}
+	if f.Channel == 0 {
+		if f.Type != amqpwire.FrameMethod {
+			return amqpErr(amqpwire.UnexpectedFrame, nil, "expected method frame on channel 0, got frame type %d", f.Type)
+		}
+		m, err := c.dec.Decode(f.Payload)
+		if err != nil {
+			return err
+		}
+		return c.handleConnMethod(m)
+	}
+	if c.closeSent.Load() {
+		return nil // after connection.close only close-ok matters
+	}
+	if int(f.Channel) > int(c.channelMax) {
+		return amqpErr(amqpwire.ChannelError, nil, "channel %d exceeds channel_max %d", f.Channel, c.channelMax)
+	}
+	ch := c.channels[f.Channel]
+	if ch == nil {
+		if f.Type != amqpwire.FrameMethod {
+			return amqpErr(amqpwire.ChannelError, nil, "expected 'channel.open' on channel %d", f.Channel)
+		}
+		m, err := c.dec.Decode(f.Payload)
+		if err != nil {
+			return err
+		}
+		if _, ok := m.(*amqpwire.ChannelOpen); !ok {
+			return amqpErr(amqpwire.ChannelError, m, "expected 'channel.open' on channel %d, got '%s'", f.Channel, m.Name())
+		}
+		c.channels[f.Channel] = newChannel(c, f.Channel)
+		c.sendMethod(f.Channel, &amqpwire.ChannelOpenOk{})
+		return nil
+	}
+	return ch.handleFrame(f)
+}
+
+func (c *conn) handleConnMethod(m amqpwire.Method) error {
+	switch m := m.(type) {
+	case *amqpwire.ConnectionClose:
+		c.log.Debug().Uint16("code", m.ReplyCode).Str("text", m.ReplyText).Msg("client closed connection")
+		c.flushDirty()
+		c.sendMethod(0, &amqpwire.ConnectionCloseOk{})
+		return errCloseConn
+	case *amqpwire.ConnectionCloseOk:
+		if c.closeSent.Load() {
+			return errCloseConn
+		}
+		return amqpErr(amqpwire.CommandInvalid, m, "unexpected 'connection.close_ok'")
+	case *amqpwire.ConnectionBlocked, *amqpwire.ConnectionUnblocked:
+		return nil
+	case *amqpwire.ConnectionUpdateSecret:
+		c.sendMethod(0, &amqpwire.ConnectionUpdateSecretOk{})
+		return nil
+	}
+	if c.closeSent.Load() {
+		return nil
+	}
+	if m.ClassID() == amqpwire.ClassConnection {
+		return amqpErr(amqpwire.CommandInvalid, m, "unexpected '%s' after the handshake", m.Name())
+	}
+	return amqpErr(amqpwire.CommandInvalid, m, "'%s' sent on channel 0", m.Name())
+}
+
+// flushDirty hands every channel's batched publishes and acks to the queues.
+func (c *conn) flushDirty() {
+	for _, ch := range c.dirty {
+		ch.flush()
+	}
+	clear(c.dirty)
+	c.dirty = c.dirty[:0]
+}
+
+func (c *conn) markDirty(ch *channel) {
+	if !ch.dirty {
+		ch.dirty = true
+		c.dirty = append(c.dirty, ch)
+	}
+}
+
+// sendMethod queues one method frame for the writer.
+func (c *conn) sendMethod(ch uint16, m amqpwire.Method) {
+	c.wmu.Lock()
+	if !c.wclosed {
+		c.out = amqpwire.AppendMethodFrame(c.out, ch, m)
+	}
+	c.wmu.Unlock()
+	c.signal()
+}
+
+// signal wakes the writer.
+func (c *conn) signal() {
+	select {
+	case c.wsig <- struct{}{}:
+	default:
+	}
+}
+
+// congestedLocked reports whether the writer is too far behind; queues stop
+// delivering until it catches up. Called with c.wmu held.
+func (c *conn) congestedLocked() bool {
+	if len(c.out) > congestLimit {
+		c.congested = true
+	}
+	return c.congested
+}
+
+func (c *conn) writeLoop() {
+	defer close(c.writerEnd)
+	var tick <-chan time.Time
+	if c.heartbeat > 0 {
+		t := time.NewTicker(c.heartbeat / 2)
+		defer t.Stop()
+		tick = t.C
+	}
+	var spare []byte
+	for {
+		stop := false
+		select {
+		case <-c.wsig:
+		case <-tick:
+			if !c.wrote.Swap(false) {
+				c.wmu.Lock()
+				c.out = amqpwire.AppendHeartbeatFrame(c.out)
+				c.wmu.Unlock()
+			}
+		case <-c.wdone:
+			stop = true
+		}
+		c.wmu.Lock()
+		buf := c.out
+		c.out = spare[:0]
+		resume := c.congested
+		c.congested = false
+		if stop {
+			c.wclosed = true
+		}
+		c.wmu.Unlock()
+		if len(buf) > 0 {
+			c.nc.SetWriteDeadline(time.Now().Add(writeTimeout(c.heartbeat)))
+			if _, err := c.nc.Write(buf); err != nil {
+				c.log.Debug().Err(err).Msg("write failed")
+				c.nc.Close()
+				c.wmu.Lock()
+				c.wclosed = true
+				c.out = nil
+				c.wmu.Unlock()
+				return
+			}
+			c.wrote.Store(true)
+		}
+		if cap(buf) > 8<<20 {
+			buf = nil // do not keep a burst's buffer forever
+		}
+		spare = buf
+		if resume {
+			c.resumeDelivery()
+		}
+		if stop {
+			return
+		}
+	}
+}
+
+func writeTimeout(hb time.Duration) time.Duration {
+	if hb > 0 && 2*hb > 30*time.Second {
+		return 2 * hb
+	}
+	return 30 * time.Second
+}
+
+// resumeDelivery asks every queue this connection consumes from to deliver
+// again once the writer has caught up.
+func (c *conn) resumeDelivery() {
+	for _, q := range c.consumedQueues() {
+		q.kick()
+	}
+}
+
+func (c *conn) consumedQueues() []*queue {
+	// Channels are reader-owned; consumer lists are copied under each
+	// channel's consumer lock.
+	var qs []*queue
+	for _, ch := range c.channelsSnapshot() {
+		ch.consMu.Lock()
+		for _, cons := range ch.consumers {
+			qs = append(qs, cons.q)
+		}
+		ch.consMu.Unlock()
+	}
+	return qs
+}
+
+func (c *conn) channelsSnapshot() []*channel {
+	c.ownedMu.Lock()
+	defer c.ownedMu.Unlock()
+	out := make([]*channel, 0, len(c.live))
+	for ch := range c.live {
+		out = append(out, ch)
+	}
+	return out
+}
+
+// teardown runs after the reader ends: channels close (unacked messages
+// requeued, consumers cancelled), exclusive queues go, the writer drains.
+func (c *conn) teardown() {
+	c.flushDirty()
+	for i, ch := range c.channels {
+		if ch != nil {
+			ch.teardown()
+			c.channels[i] = nil
+		}
+	}
+	c.ownedMu.Lock()
+	owned := make([]*queue, 0, len(c.owned))
+	for q := range c.owned {
+		owned = append(owned, q)
+	}
+	c.owned = nil
+	c.ownedMu.Unlock()
+	for _, q := range owned {
+		c.vh.deleteQueue(q, "exclusive owner closed")
+	}
+	close(c.wdone)
+	select {
+	case <-c.writerEnd:
+	case <-time.After(5 * time.Second):
+	}
+	c.nc.Close()
+}

@@ -1,0 +1,435 @@
+package broker
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"strings"
+
+	"github.com/warrenmq/warren/amqpwire"
+)
+
+// ---- exchange class ----
+
+func (ch *channel) exchangeDeclare(m *amqpwire.ExchangeDeclare) error {
+	vh := ch.c.vh
+	if m.Passive {
+		if vh.exchange(m.Exchange) == nil {
+			return amqpErr(amqpwire.NotFound, m, "no exchange '%s' in vhost '%s'", m.Exchange, vh.name)
+		}
+		if !m.NoWait {
+			ch.c.sendMethod(ch.id, &amqpwire.ExchangeDeclareOk{})
+		}
+		return nil
+	}
+	if m.Exchange == "" {
+		return amqpErr(amqpwire.AccessRefused, m, "operation not permitted on the default exchange")
+	}
+	if err := ch.c.s.checkPerm(ch.c.user, vh.name, permConfigure, "exchange", m.Exchange, m); err != nil {
+		return err
+	}
+	if strings.HasPrefix(m.Exchange, "amq.") && vh.exchange(m.Exchange) == nil {
+		return amqpErr(amqpwire.AccessRefused, m, "exchange name '%s' contains reserved prefix 'amq.*'", m.Exchange)
+	}
+	if err := vh.declareExchange(m); err != nil {
+		return err
+	}
+	if !m.NoWait {
+		ch.c.sendMethod(ch.id, &amqpwire.ExchangeDeclareOk{})
+	}
+	return nil
+}
+
+func (ch *channel) exchangeDelete(m *amqpwire.ExchangeDelete) error {
+	vh := ch.c.vh
+	if m.Exchange == "" {
+		return amqpErr(amqpwire.AccessRefused, m, "operation not permitted on the default exchange")
+	}
+	if strings.HasPrefix(m.Exchange, "amq.") {
+		return amqpErr(amqpwire.AccessRefused, m, "exchange name '%s' contains reserved prefix 'amq.*'", m.Exchange)
+	}
+	if err := ch.c.s.checkPerm(ch.c.user, vh.name, permConfigure, "exchange", m.Exchange, m); err != nil {
+		return err
+	}
+	if err := vh.deleteExchange(m, m.Exchange, m.IfUnused); err != nil {
+		return err
+	}
+	if !m.NoWait {
+		ch.c.sendMethod(ch.id, &amqpwire.ExchangeDeleteOk{})
+	}
+	return nil
+}
+
+// exchangeBind handles exchange.bind and exchange.unbind.
+func (ch *channel) exchangeBind(m amqpwire.Method, bind bool) error {
+	var dst, src, key string
+	var args amqpwire.Table
+	var nowait bool
+	switch m := m.(type) {
+	case *amqpwire.ExchangeBind:
+		dst, src, key, args, nowait = m.Destination, m.Source, m.RoutingKey, m.Arguments, m.NoWait
+	case *amqpwire.ExchangeUnbind:
+		dst, src, key, args, nowait = m.Destination, m.Source, m.RoutingKey, m.Arguments, m.NoWait
+	}
+	vh := ch.c.vh
+	if src == "" || dst == "" {
+		return amqpErr(amqpwire.AccessRefused, m, "operation not permitted on the default exchange")
+	}
+	s := ch.c.s
+	if err := s.checkPerm(ch.c.user, vh.name, permWrite, "exchange", dst, m); err != nil {
+		return err
+	}
+	if err := s.checkPerm(ch.c.user, vh.name, permRead, "exchange", src, m); err != nil {
+		return err
+	}
+	var err error
+	if bind {
+		err = vh.bind(m, src, dst, true, key, args)
+	} else {
+		err = vh.unbind(m, src, dst, true, key, args)
+	}
+	if err != nil {
+		return err
+	}
+	if !nowait {
+		if bind {
+			ch.c.sendMethod(ch.id, &amqpwire.ExchangeBindOk{})
+		} else {
+			ch.c.sendMethod(ch.id, &amqpwire.ExchangeUnbindOk{})
+		}
+	}
+	return nil
+}
+
+// ---- queue class ----
+
+func (ch *channel) queueDeclare(m *amqpwire.QueueDeclare) error {
+	vh := ch.c.vh
+	name := m.Queue
+	if m.Passive {
+		q := vh.queueByName(name)
+		if q == nil {
+			return amqpErr(amqpwire.NotFound, m, "no queue '%s' in vhost '%s'", name, vh.name)
+		}
+		if err := q.checkOwner(ch.c, m); err != nil {
+			return err
+		}
+		msgs, cons := q.counts()
+		if !m.NoWait {
+			ch.c.sendMethod(ch.id, &amqpwire.QueueDeclareOk{Queue: name, MessageCount: msgs, ConsumerCount: cons})
+		}
+		return nil
+	}
+	if name == "" {
+		name = "amq.gen-" + randomID()
+	} else if strings.HasPrefix(name, "amq.") {
+		return amqpErr(amqpwire.AccessRefused, m, "queue name '%s' contains reserved prefix 'amq.*'", name)
+	}
+	if err := ch.c.s.checkPerm(ch.c.user, vh.name, permConfigure, "queue", name, m); err != nil {
+		return err
+	}
+	q, err := vh.declareQueue(ch.c, m, name)
+	if err != nil {
+		return err
+	}
+	msgs, cons := q.counts()
+	if !m.NoWait {
+		ch.c.sendMethod(ch.id, &amqpwire.QueueDeclareOk{Queue: name, MessageCount: msgs, ConsumerCount: cons})
+	}
+	return nil
+}
+
+// checkOwner refuses access to another connection's exclusive queue.
+func (q *queue) checkOwner(c *conn, m amqpwire.Method) error {
+	if q.exclusive && q.owner != c {
+		return amqpErr(amqpwire.ResourceLocked, m, "cannot obtain exclusive access to locked queue '%s' in vhost '%s'. "+
+			"It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.",
+			q.name, q.vh.name)
+	}
+	return nil
+}
+
+// lookupQueue resolves a queue name for a method, with RabbitMQ's rule that
+// an empty name means the channel's last declared queue (unsupported here:
+// we require a name, as most clients send one).
+func (ch *channel) lookupQueue(m amqpwire.Method, name string) (*queue, error) {
+	vh := ch.c.vh
+	q := vh.queueByName(name)
+	if q == nil {
+		return nil, amqpErr(amqpwire.NotFound, m, "no queue '%s' in vhost '%s'", name, vh.name)
+	}
+	if err := q.checkOwner(ch.c, m); err != nil {
+		return nil, err
+	}
+	return q, nil
+}
+
+func (ch *channel) queueBind(m *amqpwire.QueueBind) error {
+	vh := ch.c.vh
+	if m.Exchange == "" {
+		return amqpErr(amqpwire.AccessRefused, m, "operation not permitted on the default exchange")
+	}
+	q, err := ch.lookupQueue(m, m.Queue)
+	if err != nil {
+		return err
+	}
+	s := ch.c.s
+	if err := s.checkPerm(ch.c.user, vh.name, permWrite, "queue", m.Queue, m); err != nil {
+		return err
+	}
+	if err := s.checkPerm(ch.c.user, vh.name, permRead, "exchange", m.Exchange, m); err != nil {
+		return err
+	}
+	if err := vh.bind(m, m.Exchange, q.name, false, m.RoutingKey, m.Arguments); err != nil {
+		return err
+	}
+	if !m.NoWait {
+		ch.c.sendMethod(ch.id, &amqpwire.QueueBindOk{})
+	}
+	return nil
+}
+
+func (ch *channel) queueUnbind(m *amqpwire.QueueUnbind) error {
+	vh := ch.c.vh
+	if m.Exchange == "" {
+		return amqpErr(amqpwire.AccessRefused, m, "operation not permitted on the default exchange")
+	}
+	q, err := ch.lookupQueue(m, m.Queue)
+	if err != nil {
+		return err
+	}
+	if err := ch.c.s.checkPerm(ch.c.user, vh.name, permWrite, "queue", m.Queue, m); err != nil {
+		return err
+	}
+	if err := vh.unbind(m, m.Exchange, q.name, false, m.RoutingKey, m.Arguments); err != nil {
+		return err
+	}
+	ch.c.sendMethod(ch.id, &amqpwire.QueueUnbindOk{})
+	return nil
+}
+
+func (ch *channel) queuePurge(m *amqpwire.QueuePurge) error {
+	q, err := ch.lookupQueue(m, m.Queue)
+	if err != nil {
+		return err
+	}
+	if err := ch.c.s.checkPerm(ch.c.user, ch.c.vh.name, permRead, "queue", m.Queue, m); err != nil {
+		return err
+	}
+	n := q.purge()
+	if !m.NoWait {
+		ch.c.sendMethod(ch.id, &amqpwire.QueuePurgeOk{MessageCount: uint32(n)})
+	}
+	return nil
+}
+
+func (ch *channel) queueDelete(m *amqpwire.QueueDelete) error {
+	vh := ch.c.vh
+	q := vh.queueByName(m.Queue)
+	if q == nil {
+		// Deleting a missing queue succeeds, as in RabbitMQ.
+		if !m.NoWait {
+			ch.c.sendMethod(ch.id, &amqpwire.QueueDeleteOk{})
+		}
+		return nil
+	}
+	if err := q.checkOwner(ch.c, m); err != nil {
+		return err
+	}
+	if err := ch.c.s.checkPerm(ch.c.user, vh.name, permConfigure, "queue", m.Queue, m); err != nil {
+		return err
+	}
+	msgs, cons := q.counts()
+	if m.IfUnused && cons > 0 {
+		return amqpErr(amqpwire.PreconditionFailed, m, "queue '%s' in vhost '%s' in use", q.name, vh.name)
+	}
+	if m.IfEmpty && msgs > 0 {
+		return amqpErr(amqpwire.PreconditionFailed, m, "queue '%s' in vhost '%s' is not empty", q.name, vh.name)
+	}
+	n := vh.deleteQueue(q, "deleted by client")
+	if !m.NoWait {
+		ch.c.sendMethod(ch.id, &amqpwire.QueueDeleteOk{MessageCount: uint32(n)})
+	}
+	return nil
+}
+
+// ---- basic class ----
+
+func (ch *channel) basicQos(m *amqpwire.BasicQos) error {
+	if m.PrefetchSize != 0 {
+		return amqpErr(amqpwire.NotImplemented, m, "prefetch_size!=0 (%d)", m.PrefetchSize)
+	}
+	if m.Global {
+		ch.globalPrefetch = m.PrefetchCount
+	} else {
+		ch.prefetch = m.PrefetchCount
+	}
+	ch.c.sendMethod(ch.id, &amqpwire.BasicQosOk{})
+	// A raised limit may free credit.
+	for _, q := range ch.consumerQueues() {
+		q.kick()
+	}
+	return nil
+}
+
+func (ch *channel) consumerQueues() []*queue {
+	ch.consMu.Lock()
+	defer ch.consMu.Unlock()
+	qs := make([]*queue, 0, len(ch.consumers))
+	for _, c := range ch.consumers {
+		qs = append(qs, c.q)
+	}
+	return qs
+}
+
+func (ch *channel) basicConsume(m *amqpwire.BasicConsume) error {
+	q, err := ch.lookupQueue(m, m.Queue)
+	if err != nil {
+		return err
+	}
+	if err := ch.c.s.checkPerm(ch.c.user, ch.c.vh.name, permRead, "queue", m.Queue, m); err != nil {
+		return err
+	}
+	tag := m.ConsumerTag
+	if tag == "" {
+		tag = "amq.ctag-" + randomID()
+	}
+	ch.consMu.Lock()
+	_, dup := ch.consumers[tag]
+	ch.consMu.Unlock()
+	if dup {
+		return amqpErr(amqpwire.NotAllowed, m, "attempt to reuse consumer tag '%s'", tag)
+	}
+	c := &consumer{tag: tag, ch: ch, q: q, noAck: m.NoAck, exclusive: m.Exclusive,
+		prefetch: int32(ch.prefetch), args: m.Arguments}
+	if p, ok := m.Arguments["x-priority"]; ok {
+		n, ok := intArg(p)
+		if !ok {
+			return amqpErr(amqpwire.PreconditionFailed, m, "invalid arg 'x-priority' for queue '%s' in vhost '%s'", q.name, q.vh.name)
+		}
+		c.priority = int32(n)
+	}
+	// consume-ok goes out before the first delivery.
+	if !m.NoWait {
+		ch.c.sendMethod(ch.id, &amqpwire.BasicConsumeOk{ConsumerTag: tag})
+	}
+	ch.consMu.Lock()
+	ch.consumers[tag] = c
+	ch.consMu.Unlock()
+	ok, exclusiveUse := q.addConsumer(c)
+	if !ok {
+		ch.consMu.Lock()
+		delete(ch.consumers, tag)
+		ch.consMu.Unlock()
+		if exclusiveUse {
+			return amqpErr(amqpwire.AccessRefused, m, "queue '%s' in vhost '%s' in exclusive use", q.name, q.vh.name)
+		}
+		return amqpErr(amqpwire.NotFound, m, "no queue '%s' in vhost '%s'", q.name, q.vh.name)
+	}
+	return nil
+}
+
+func (ch *channel) basicCancel(m *amqpwire.BasicCancel) error {
+	ch.consMu.Lock()
+	c := ch.consumers[m.ConsumerTag]
+	delete(ch.consumers, m.ConsumerTag)
+	ch.consMu.Unlock()
+	if c != nil {
+		c.q.removeConsumer(c, true)
+	}
+	if !m.NoWait {
+		ch.c.sendMethod(ch.id, &amqpwire.BasicCancelOk{ConsumerTag: m.ConsumerTag})
+	}
+	return nil
+}
+
+// serverCancel removes a consumer whose queue went away and tells the client
+// if it asked for consumer_cancel_notify.
+func (ch *channel) serverCancel(c *consumer) {
+	ch.consMu.Lock()
+	if ch.consumers[c.tag] != c {
+		ch.consMu.Unlock()
+		return
+	}
+	delete(ch.consumers, c.tag)
+	ch.consMu.Unlock()
+	if ch.c.capCancelNotify {
+		ch.c.sendMethod(ch.id, &amqpwire.BasicCancel{ConsumerTag: c.tag, NoWait: true})
+	}
+}
+
+func (ch *channel) basicGet(m *amqpwire.BasicGet) error {
+	q, err := ch.lookupQueue(m, m.Queue)
+	if err != nil {
+		return err
+	}
+	if err := ch.c.s.checkPerm(ch.c.user, ch.c.vh.name, permRead, "queue", m.Queue, m); err != nil {
+		return err
+	}
+	ok, msg := q.get(ch, m.NoAck)
+	if ok == nil {
+		ch.c.sendMethod(ch.id, &amqpwire.BasicGetEmpty{})
+		return nil
+	}
+	c := ch.c
+	c.wmu.Lock()
+	if !c.wclosed {
+		c.out = amqpwire.AppendMethodFrame(c.out, ch.id, ok)
+		c.out = amqpwire.AppendContentFrames(c.out, ch.id, amqpwire.ClassBasic, uint64(len(msg.Record.Body)), msg.Record.Props, msg.Record.Body, c.frameMax)
+	}
+	c.wmu.Unlock()
+	c.signal()
+	return nil
+}
+
+func (ch *channel) basicRecover(m amqpwire.Method, requeue bool) error {
+	if !requeue {
+		return amqpErr(amqpwire.NotImplemented, m, "requeue=false")
+	}
+	ch.requeueAll()
+	if _, ok := m.(*amqpwire.BasicRecover); ok {
+		ch.c.sendMethod(ch.id, &amqpwire.BasicRecoverOk{})
+	}
+	return nil
+}
+
+// sendReturn sends basic.return with the message content.
+func (c *conn) sendReturn(ch uint16, code uint16, text, exchange, key string, props, body []byte) {
+	c.wmu.Lock()
+	if !c.wclosed {
+		c.out = amqpwire.AppendMethodFrame(c.out, ch, &amqpwire.BasicReturn{ReplyCode: code, ReplyText: text, Exchange: exchange, RoutingKey: key})
+		c.out = amqpwire.AppendContentFrames(c.out, ch, amqpwire.ClassBasic, uint64(len(body)), props, body, c.frameMax)
+	}
+	c.wmu.Unlock()
+	c.signal()
+}
+
+// randomID makes the random part of server-generated names, as RabbitMQ's
+// amq.gen-... and amq.ctag-... (22 URL-safe base64 characters).
+func randomID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// intArg reads an integer-valued argument of any AMQP integer type.
+func intArg(v any) (int64, bool) {
+	switch n := v.(type) {
+	case int8:
+		return int64(n), true
+	case uint8:
+		return int64(n), true
+	case int16:
+		return int64(n), true
+	case uint16:
+		return int64(n), true
+	case int32:
+		return int64(n), true
+	case uint32:
+		return int64(n), true
+	case int64:
+		return n, true
+	case int:
+		return int64(n), true
+	}
+	return 0, false
+}

@@ -1,0 +1,303 @@
+package broker
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/warrenmq/warren/amqpwire"
+	"github.com/warrenmq/warren/segment"
+	"github.com/warrenmq/warren/store"
+)
+
+// deliverBatch is how many messages a queue takes from its store per round.
+const deliverBatch = 128
+
+// queue is an AMQP queue: its store, consumers and delivery loop. Ready
+// messages live in the store (on disk); the queue holds only consumers and
+// per-round scratch space.
+type queue struct {
+	vh         *vhost
+	name       string
+	id         string
+	durable    bool
+	exclusive  bool
+	autoDelete bool
+	args       amqpwire.Table
+	owner      *conn // exclusive owner
+
+	mu          sync.Mutex
+	sq          *store.Queue
+	consumers   []*consumer
+	rr          int
+	deleted     bool
+	hadConsumer bool
+	scratch     []store.Message
+	deliver     amqpwire.BasicDeliver
+	delivering  bool
+}
+
+// consumer is one basic.consume subscription.
+type consumer struct {
+	tag       string
+	ch        *channel
+	q         *queue
+	noAck     bool
+	exclusive bool
+	prefetch  int32 // 0 = unlimited
+	priority  int32
+	unacked   atomic.Int32
+	args      amqpwire.Table
+}
+
+// credit is how many more messages c may take now.
+func (c *consumer) credit() int {
+	if c.noAck {
+		return deliverBatch
+	}
+	n := deliverBatch
+	if c.prefetch > 0 {
+		n = int(c.prefetch - c.unacked.Load())
+	}
+	if g := int32(c.ch.globalPrefetch); g > 0 {
+		if m := int(g - c.ch.unackedN.Load()); m < n {
+			n = m
+		}
+	}
+	if n < 0 {
+		n = 0
+	}
+	return n
+}
+
+// publish appends a batch of records and delivers what consumers can take.
+// onDurable (nil when nobody waits) runs once the batch is durable.
+func (q *queue) publish(recs []segment.Record, onDurable func(error)) {
+	q.mu.Lock()
+	if q.deleted {
+		q.mu.Unlock()
+		if onDurable != nil {
+			onDurable(nil)
+		}
+		return
+	}
+	if onDurable == nil {
+		onDurable = noopDurable
+	}
+	if err := q.sq.Append(recs, onDurable); err != nil {
+		q.vh.s.log.Error().Err(err).Str("queue", q.name).Msg("append failed")
+	}
+	q.deliverLocked()
+	q.mu.Unlock()
+}
+
+func noopDurable(error) {}
+
+// kick runs a delivery round (after credit was freed or the writer caught up).
+func (q *queue) kick() {
+	q.mu.Lock()
+	q.deliverLocked()
+	q.mu.Unlock()
+}
+
+// settle acks and requeues store sequences, then delivers again.
+func (q *queue) settle(acks, requeues []uint64) {
+	q.mu.Lock()
+	if !q.deleted {
+		for _, s := range acks {
+			q.sq.Ack(s)
+		}
+		if len(requeues) > 0 {
+			q.sq.Requeue(requeues)
+		}
+		q.deliverLocked()
+	}
+	q.mu.Unlock()
+}
+
+// deliverLocked hands ready messages to consumers with credit, round-robin
+// among the highest-priority consumers that can take one.
+func (q *queue) deliverLocked() {
+	if q.delivering || len(q.consumers) == 0 || q.deleted {
+		return
+	}
+	q.delivering = true
+	defer func() { q.delivering = false }()
+	for q.sq.Ready() > 0 {
+		total := 0
+		for _, c := range q.consumers {
+			total += c.credit()
+			if total >= deliverBatch {
+				total = deliverBatch
+				break
+			}
+		}
+		if total == 0 {
+			return
+		}
+		msgs := q.sq.NextReady(q.scratch[:0], total)
+		if len(msgs) == 0 {
+			return
+		}
+		n := 0
+		for i := range msgs {
+			c := q.pickLocked()
+			if c == nil {
+				break
+			}
+			if !q.sendLocked(c, &msgs[i]) {
+				break
+			}
+			n++
+		}
+		if n < len(msgs) {
+			// Credit vanished under us (a shared channel limit or a congested
+			// socket): give the rest back.
+			back := make([]uint64, 0, len(msgs)-n)
+			for i := n; i < len(msgs); i++ {
+				back = append(back, msgs[i].Seq)
+			}
+			q.sq.Requeue(back)
+			clear(msgs)
+			q.scratch = msgs[:0]
+			return
+		}
+		clear(msgs)
+		q.scratch = msgs[:0]
+	}
+}
+
+// pickLocked chooses the next consumer with credit: highest priority first,
+// round-robin within a priority.
+func (q *queue) pickLocked() *consumer {
+	n := len(q.consumers)
+	var best *consumer
+	bestIdx := -1
+	for i := 0; i < n; i++ {
+		idx := (q.rr + i) % n
+		c := q.consumers[idx]
+		if c.credit() <= 0 || c.ch.c.isCongested() {
+			continue
+		}
+		if best == nil || c.priority > best.priority {
+			best, bestIdx = c, idx
+		}
+	}
+	if best != nil {
+		q.rr = bestIdx + 1
+	}
+	return best
+}
+
+// sendLocked encodes one delivery into the consumer's connection.
+func (q *queue) sendLocked(c *consumer, m *store.Message) bool {
+	ch := c.ch
+	conn := ch.c
+	ch.umu.Lock()
+	ch.nextTag++
+	tag := ch.nextTag
+	if !c.noAck {
+		ch.unacked = append(ch.unacked, delivery{tag: tag, q: q, seq: m.Seq, cons: c})
+		c.unacked.Add(1)
+		ch.unackedN.Add(1)
+	}
+	d := &q.deliver
+	d.ConsumerTag = c.tag
+	d.DeliveryTag = tag
+	d.Redelivered = m.Redelivered
+	d.Exchange = m.Record.Exchange
+	d.RoutingKey = m.Record.RoutingKey
+	conn.wmu.Lock()
+	ok := !conn.wclosed
+	if ok {
+		conn.out = amqpwire.AppendMethodFrame(conn.out, ch.id, d)
+		conn.out = amqpwire.AppendContentFrames(conn.out, ch.id, amqpwire.ClassBasic, uint64(len(m.Record.Body)), m.Record.Props, m.Record.Body, conn.frameMax)
+		conn.congestedLocked()
+	}
+	conn.wmu.Unlock()
+	ch.umu.Unlock()
+	conn.signal()
+	if c.noAck {
+		q.sq.Ack(m.Seq)
+	}
+	return true
+}
+
+// get serves basic.get: one message or nil.
+func (q *queue) get(ch *channel, noAck bool) (*amqpwire.BasicGetOk, *store.Message) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.deleted {
+		return nil, nil
+	}
+	msgs := q.sq.NextReady(q.scratch[:0], 1)
+	if len(msgs) == 0 {
+		return nil, nil
+	}
+	m := msgs[0]
+	// Copy what outlives the lock: the record aliases the store's cache.
+	m.Record.Props = append([]byte(nil), m.Record.Props...)
+	m.Record.Body = append([]byte(nil), m.Record.Body...)
+	clear(msgs)
+	ch.umu.Lock()
+	ch.nextTag++
+	tag := ch.nextTag
+	if !noAck {
+		ch.unacked = append(ch.unacked, delivery{tag: tag, q: q, seq: m.Seq})
+		ch.unackedN.Add(1)
+	}
+	ch.umu.Unlock()
+	if noAck {
+		q.sq.Ack(m.Seq)
+	}
+	return &amqpwire.BasicGetOk{DeliveryTag: tag, Redelivered: m.Redelivered, Exchange: m.Record.Exchange,
+		RoutingKey: m.Record.RoutingKey, MessageCount: uint32(q.sq.Ready())}, &m
+}
+
+// addConsumer subscribes c; it fails when the queue is in exclusive use.
+func (q *queue) addConsumer(c *consumer) (ok bool, exclusiveUse bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.deleted {
+		return false, false
+	}
+	if len(q.consumers) > 0 && (c.exclusive || q.consumers[0].exclusive) {
+		return false, true
+	}
+	q.consumers = append(q.consumers, c)
+	q.hadConsumer = true
+	q.deliverLocked()
+	return true, false
+}
+
+// removeConsumer unsubscribes c. An auto-delete queue goes with its last
+// consumer.
+func (q *queue) removeConsumer(c *consumer, mayAutoDelete bool) {
+	q.mu.Lock()
+	for i, x := range q.consumers {
+		if x == c {
+			q.consumers = append(q.consumers[:i], q.consumers[i+1:]...)
+			break
+		}
+	}
+	auto := mayAutoDelete && q.autoDelete && q.hadConsumer && len(q.consumers) == 0 && !q.deleted
+	q.mu.Unlock()
+	if auto {
+		q.vh.deleteQueue(q, "auto-delete: last consumer gone")
+	}
+}
+
+// counts returns ready messages and consumers.
+func (q *queue) counts() (uint32, uint32) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.deleted {
+		return 0, 0
+	}
+	return uint32(q.sq.Ready()), uint32(len(q.consumers))
+}
+
+func (c *conn) isCongested() bool {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.congested || c.wclosed
+}

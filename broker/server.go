@@ -1,0 +1,254 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/warrenmq/warren/store"
+)
+
+// Config holds the server's settings. Zero values take the defaults.
+type Config struct {
+	// DataDir holds the message logs and the index (default ./warren-data).
+	DataDir string
+	// AMQPListen is the AMQP listen address (default 127.0.0.1:5672).
+	AMQPListen string
+	// HTTPListen is the management HTTP listen address (reserved).
+	HTTPListen string
+	// Logger receives the server's logs.
+	Logger zerolog.Logger
+	// FrameMax is the largest frame the server accepts (default 131072).
+	FrameMax uint32
+	// ChannelMax is the highest channel number (default 2047).
+	ChannelMax uint16
+	// Heartbeat is the interval the server proposes (default 60 s).
+	Heartbeat time.Duration
+	// HandshakeTimeout drops connections that do not finish the handshake.
+	HandshakeTimeout time.Duration
+	// MaxMessageSize is the largest message body accepted (default 16 MiB).
+	MaxMessageSize uint64
+	// SegmentSize is the size at which queue logs roll (default from store).
+	SegmentSize int64
+	// DefaultUser and DefaultPass seed a fresh data directory (guest/guest).
+	DefaultUser, DefaultPass string
+}
+
+func (c *Config) setDefaults() {
+	if c.DataDir == "" {
+		c.DataDir = "warren-data"
+	}
+	if c.AMQPListen == "" {
+		c.AMQPListen = "127.0.0.1:5672"
+	}
+	if c.FrameMax == 0 {
+		c.FrameMax = 131072
+	}
+	if c.ChannelMax == 0 {
+		c.ChannelMax = 2047
+	}
+	if c.Heartbeat == 0 {
+		c.Heartbeat = 60 * time.Second
+	}
+	if c.HandshakeTimeout == 0 {
+		c.HandshakeTimeout = 10 * time.Second
+	}
+	if c.MaxMessageSize == 0 {
+		c.MaxMessageSize = 16 << 20
+	}
+	if c.DefaultUser == "" {
+		c.DefaultUser, c.DefaultPass = "guest", "guest"
+	}
+}
+
+// Server is a running broker: its store, vhosts, users and connections.
+type Server struct {
+	cfg   Config
+	log   zerolog.Logger
+	store *store.Store
+	lock  *os.File
+
+	mu     sync.Mutex // guards vhosts, users, perms, conns
+	vhosts map[string]*vhost
+	users  map[string]*user
+	conns  map[*conn]struct{}
+
+	ln      net.Listener
+	closing atomic.Bool
+	connWG  sync.WaitGroup
+	connSeq atomic.Uint64
+}
+
+// ErrLocked reports that another broker holds the data directory.
+var ErrLocked = errors.New("broker: data directory is in use by another warren process")
+
+// New opens (or creates) the data directory, recovers the store and loads the
+// definitions. It does not listen yet: see Serve and ListenAndServe.
+func New(cfg Config) (*Server, error) {
+	cfg.setDefaults()
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("broker: create data dir: %w", err)
+	}
+	lock, err := lockDir(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:    cfg,
+		log:    cfg.Logger,
+		lock:   lock,
+		vhosts: make(map[string]*vhost),
+		users:  make(map[string]*user),
+		conns:  make(map[*conn]struct{}),
+	}
+	start := time.Now()
+	st, err := store.Open(store.Options{
+		Dir:         cfg.DataDir,
+		SegmentSize: cfg.SegmentSize,
+		Logger:      cfg.Logger,
+	})
+	if err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("broker: open store: %w", err)
+	}
+	s.store = st
+	if err := s.loadDefinitions(); err != nil {
+		st.Close()
+		lock.Close()
+		return nil, err
+	}
+	s.log.Info().Str("data_dir", cfg.DataDir).Int("vhosts", len(s.vhosts)).
+		Dur("recovery", time.Since(start)).Msg("storage recovered")
+	return s, nil
+}
+
+func lockDir(dir string) (*os.File, error) {
+	path := filepath.Join(dir, "LOCK")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("broker: open lock file: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%w: %s (%v)", ErrLocked, dir, err)
+	}
+	f.Truncate(0)
+	fmt.Fprintf(f, "%d\n", os.Getpid())
+	return f, nil
+}
+
+// ListenAndServe listens on the configured AMQP address and serves until
+// Shutdown.
+func (s *Server) ListenAndServe() error {
+	ln, err := net.Listen("tcp", s.cfg.AMQPListen)
+	if err != nil {
+		return fmt.Errorf("broker: listen: %w", err)
+	}
+	return s.Serve(ln)
+}
+
+// Serve accepts AMQP connections on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	s.ln = ln
+	s.mu.Unlock()
+	s.log.Info().Str("addr", ln.Addr().String()).Msg("accepting AMQP connections")
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.closing.Load() {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				if delay == 0 {
+					delay = 5 * time.Millisecond
+				} else if delay < time.Second {
+					delay *= 2
+				}
+				s.log.Warn().Err(err).Msg("accept failed; retrying")
+				time.Sleep(delay)
+				continue
+			}
+			return fmt.Errorf("broker: accept: %w", err)
+		}
+		delay = 0
+		c := newConn(s, nc)
+		s.mu.Lock()
+		if s.closing.Load() {
+			s.mu.Unlock()
+			nc.Close()
+			continue
+		}
+		s.conns[c] = struct{}{}
+		s.connWG.Add(1)
+		s.mu.Unlock()
+		go c.serve()
+	}
+}
+
+// Addr is the address the server accepts on, once Serve runs.
+func (s *Server) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
+
+func (s *Server) removeConn(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.connWG.Done()
+}
+
+// Shutdown stops accepting, closes every connection with 320
+// CONNECTION_FORCED, finishes the store's sync round and releases the data
+// directory.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if !s.closing.CompareAndSwap(false, true) {
+		return nil
+	}
+	s.mu.Lock()
+	if s.ln != nil {
+		s.ln.Close()
+	}
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.forceClose("broker forced connection closure with reason 'shutdown'")
+	}
+	done := make(chan struct{})
+	go func() { s.connWG.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.log.Warn().Msg("connections did not close in time; closing sockets")
+		for _, c := range conns {
+			c.nc.Close()
+		}
+		<-done
+	}
+	err := s.store.Close()
+	s.lock.Close()
+	s.log.Info().Msg("broker stopped")
+	return err
+}
+
+// Store gives tests and tools access to the message store.
+func (s *Server) Store() *store.Store { return s.store }

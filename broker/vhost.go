@@ -1,0 +1,475 @@
+package broker
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"reflect"
+	"sort"
+	"sync"
+	"sync/atomic"
+
+	"github.com/warrenmq/warren/amqpwire"
+	"github.com/warrenmq/warren/index"
+	"github.com/warrenmq/warren/router"
+)
+
+// vhost is a virtual host: its routing topology and queues. Definitions
+// change under mu; publishes read the routing snapshot and the queue map
+// without locks.
+type vhost struct {
+	s    *Server
+	name string
+
+	mu     sync.Mutex // guards topo, queues (writes), and definition persistence
+	topo   *router.Topology
+	queues map[string]*queue
+	qmap   atomic.Pointer[map[string]*queue] // copy-on-write view for publishers
+	// headersInUse and e2eInUse say when a publish must decode headers.
+	headersInUse atomic.Bool
+	e2eInUse     atomic.Bool
+}
+
+func newVHost(s *Server, name string) *vhost {
+	vh := &vhost{s: s, name: name, topo: router.NewTopology(), queues: make(map[string]*queue)}
+	vh.publishQueuesLocked()
+	return vh
+}
+
+func (vh *vhost) publishQueuesLocked() {
+	m := make(map[string]*queue, len(vh.queues))
+	for k, v := range vh.queues {
+		m[k] = v
+	}
+	vh.qmap.Store(&m)
+}
+
+// routes returns the current routing snapshot.
+func (vh *vhost) routes() *router.Snapshot { return vh.topo.Current() }
+
+// exchange returns the named exchange from the current snapshot, or nil.
+func (vh *vhost) exchange(name string) *router.Exchange {
+	x, ok := vh.routes().Exchange(name)
+	if !ok {
+		return nil
+	}
+	return &x
+}
+
+// queueByName finds a queue without locking.
+func (vh *vhost) queueByName(name string) *queue {
+	return (*vh.qmap.Load())[name]
+}
+
+// route resolves a message's destination queues. Headers are decoded from
+// the raw properties only when a headers exchange with bindings can be
+// reached: directly, or through exchange-to-exchange bindings.
+func (vh *vhost) route(snap *router.Snapshot, exchange, key string, props []byte, dst []string) []string {
+	var headers map[string]any
+	if vh.headersInUse.Load() {
+		x, ok := snap.Exchange(exchange)
+		if ok && (x.Kind == router.Headers || vh.e2eInUse.Load()) {
+			if p, err := amqpwire.DecodeProperties(props); err == nil {
+				headers = p.Headers
+			}
+		}
+	}
+	dst, _ = snap.Route(exchange, key, headers, dst)
+	return dst
+}
+
+// refreshLocked publishes a new routing snapshot and recomputes when
+// publishes must decode headers.
+func (vh *vhost) refreshLocked() {
+	headers, e2e := false, false
+	for _, x := range vh.topo.Exchanges() {
+		if x.Kind == router.Headers && len(vh.topo.BindingsFrom(x.Name)) > 0 {
+			headers = true
+		}
+		if len(vh.topo.BindingsTo(x.Name)) > 0 {
+			e2e = true
+		}
+	}
+	vh.headersInUse.Store(headers)
+	vh.e2eInUse.Store(e2e)
+	vh.topo.Snapshot()
+}
+
+// ---- exchanges ----
+
+func (vh *vhost) declareExchange(m *amqpwire.ExchangeDeclare) error {
+	kind, err := router.ParseKind(m.Type)
+	if err != nil {
+		return amqpErr(amqpwire.CommandInvalid, m, "invalid exchange type '%s'", m.Type)
+	}
+	x := router.Exchange{Name: m.Exchange, Kind: kind, Durable: m.Durable, AutoDelete: m.AutoDelete,
+		Internal: m.Internal, Args: m.Arguments}
+	vh.mu.Lock()
+	defer vh.mu.Unlock()
+	created, err := vh.topo.DeclareExchange(x)
+	if err != nil {
+		var ie *router.InequivalentError
+		if errors.As(err, &ie) {
+			return amqpErr(amqpwire.PreconditionFailed, m, "inequivalent arg '%s' for exchange '%s' in vhost '%s': received '%s' but current is '%s'",
+				ie.Field, m.Exchange, vh.name, ie.Received, ie.Current)
+		}
+		if errors.Is(err, router.ErrInvalidArg) {
+			return amqpErr(amqpwire.PreconditionFailed, m, "invalid arg for exchange '%s' in vhost '%s': %v", m.Exchange, vh.name, err)
+		}
+		return amqpErr(amqpwire.CommandInvalid, m, "%v", err)
+	}
+	if created && x.Durable {
+		if err := vh.s.store.Index().PutExchange(index.Exchange{VHost: vh.name, Name: x.Name, Type: m.Type,
+			Durable: true, AutoDelete: x.AutoDelete, Internal: x.Internal, Arguments: encodeArgs(x.Args)}); err != nil {
+			vh.topo.DeleteExchange(x.Name, false)
+			vh.refreshLocked()
+			return amqpErr(amqpwire.InternalError, m, "persist exchange: %v", err)
+		}
+	}
+	vh.refreshLocked()
+	return nil
+}
+
+func (vh *vhost) deleteExchange(m amqpwire.Method, name string, ifUnused bool) error {
+	vh.mu.Lock()
+	defer vh.mu.Unlock()
+	x, ok := vh.topo.Exchange(name)
+	if !ok {
+		return nil // delete of a missing exchange is ok, as in RabbitMQ
+	}
+	removed, autoDeleted, err := vh.topo.DeleteExchange(name, ifUnused)
+	if err != nil {
+		if errors.Is(err, router.ErrInUse) {
+			return amqpErr(amqpwire.PreconditionFailed, m, "exchange '%s' in vhost '%s' in use", name, vh.name)
+		}
+		if errors.Is(err, router.ErrNotFound) {
+			return nil
+		}
+		return amqpErr(amqpwire.InternalError, m, "%v", err)
+	}
+	idx := vh.s.store.Index()
+	if x.Durable {
+		idx.DeleteExchange(vh.name, name)
+	}
+	vh.forgetLocked(removed, autoDeleted)
+	vh.refreshLocked()
+	return nil
+}
+
+// forgetLocked removes persisted bindings and auto-deleted exchanges.
+func (vh *vhost) forgetLocked(removed []router.Binding, autoDeleted []string) {
+	idx := vh.s.store.Index()
+	for _, b := range removed {
+		idx.DeleteBinding(indexBinding(vh.name, b))
+	}
+	for _, name := range autoDeleted {
+		idx.DeleteExchange(vh.name, name)
+	}
+}
+
+// ---- bindings ----
+
+func (vh *vhost) bind(m amqpwire.Method, src, dst string, toExchange bool, key string, args amqpwire.Table) error {
+	vh.mu.Lock()
+	defer vh.mu.Unlock()
+	srcX, ok := vh.topo.Exchange(src)
+	if !ok {
+		return amqpErr(amqpwire.NotFound, m, "no exchange '%s' in vhost '%s'", src, vh.name)
+	}
+	kind := router.DestQueue
+	durableDst := false
+	if toExchange {
+		kind = router.DestExchange
+		dx, ok := vh.topo.Exchange(dst)
+		if !ok {
+			return amqpErr(amqpwire.NotFound, m, "no exchange '%s' in vhost '%s'", dst, vh.name)
+		}
+		durableDst = dx.Durable
+	} else {
+		q := vh.queues[dst]
+		if q == nil {
+			return amqpErr(amqpwire.NotFound, m, "no queue '%s' in vhost '%s'", dst, vh.name)
+		}
+		durableDst = q.durable
+	}
+	b := router.Binding{Source: src, Destination: dst, DestKind: kind, Key: key, Args: args}
+	added, err := vh.topo.Bind(b)
+	if err != nil {
+		if errors.Is(err, router.ErrInvalidBinding) {
+			return amqpErr(amqpwire.PreconditionFailed, m, "%v", err)
+		}
+		if errors.Is(err, router.ErrDefaultExchange) {
+			return amqpErr(amqpwire.AccessRefused, m, "operation not permitted on the default exchange")
+		}
+		return amqpErr(amqpwire.InternalError, m, "%v", err)
+	}
+	if added && srcX.Durable && durableDst {
+		if err := vh.s.store.Index().PutBinding(indexBinding(vh.name, b)); err != nil {
+			vh.topo.Unbind(b)
+			vh.refreshLocked()
+			return amqpErr(amqpwire.InternalError, m, "persist binding: %v", err)
+		}
+	}
+	vh.refreshLocked()
+	return nil
+}
+
+func (vh *vhost) unbind(m amqpwire.Method, src, dst string, toExchange bool, key string, args amqpwire.Table) error {
+	vh.mu.Lock()
+	defer vh.mu.Unlock()
+	if _, ok := vh.topo.Exchange(src); !ok {
+		return amqpErr(amqpwire.NotFound, m, "no exchange '%s' in vhost '%s'", src, vh.name)
+	}
+	kind := router.DestQueue
+	if toExchange {
+		kind = router.DestExchange
+		if _, ok := vh.topo.Exchange(dst); !ok {
+			return amqpErr(amqpwire.NotFound, m, "no exchange '%s' in vhost '%s'", dst, vh.name)
+		}
+	}
+	b := router.Binding{Source: src, Destination: dst, DestKind: kind, Key: key, Args: args}
+	_, removed, autoDeleted, err := vh.topo.Unbind(b)
+	if err != nil {
+		if errors.Is(err, router.ErrDefaultExchange) {
+			return amqpErr(amqpwire.AccessRefused, m, "operation not permitted on the default exchange")
+		}
+		return amqpErr(amqpwire.InternalError, m, "%v", err)
+	}
+	vh.forgetLocked(removed, autoDeleted)
+	vh.refreshLocked()
+	return nil
+}
+
+func indexBinding(vhost string, b router.Binding) index.Binding {
+	k := index.DestQueue
+	if b.DestKind == router.DestExchange {
+		k = index.DestExchange
+	}
+	return index.Binding{VHost: vhost, Source: b.Source, Destination: b.Destination, DestinationKind: k,
+		RoutingKey: b.Key, Arguments: encodeArgs(b.Args)}
+}
+
+func encodeArgs(t map[string]any) []byte {
+	if len(t) == 0 {
+		return nil
+	}
+	return amqpwire.AppendTable(nil, amqpwire.Table(t))
+}
+
+func decodeArgs(b []byte) amqpwire.Table {
+	if len(b) == 0 {
+		return nil
+	}
+	r := amqpwire.NewReader(b)
+	t := r.Table()
+	if r.Err() != nil {
+		return nil
+	}
+	return t
+}
+
+// ---- queues ----
+
+// queueArgsChecked are the queue arguments whose equivalence RabbitMQ checks
+// on redeclare.
+var queueArgsChecked = []string{"x-expires", "x-message-ttl", "x-max-length", "x-max-length-bytes",
+	"x-dead-letter-exchange", "x-dead-letter-routing-key", "x-max-priority", "x-queue-type",
+	"x-overflow", "x-queue-mode", "x-single-active-consumer"}
+
+func (vh *vhost) declareQueue(c *conn, m *amqpwire.QueueDeclare, name string) (*queue, error) {
+	if err := validateQueueArgs(m, name, vh.name); err != nil {
+		return nil, err
+	}
+	vh.mu.Lock()
+	defer vh.mu.Unlock()
+	if q := vh.queues[name]; q != nil {
+		if err := q.checkOwner(c, m); err != nil {
+			return nil, err
+		}
+		ineq := func(field string, recv, cur any) error {
+			return amqpErr(amqpwire.PreconditionFailed, m, "inequivalent arg '%s' for queue '%s' in vhost '%s': received '%v' but current is '%v'",
+				field, name, vh.name, recv, cur)
+		}
+		switch {
+		case q.durable != m.Durable:
+			return nil, ineq("durable", m.Durable, q.durable)
+		case q.exclusive != m.Exclusive:
+			return nil, ineq("exclusive", m.Exclusive, q.exclusive)
+		case q.autoDelete != m.AutoDelete:
+			return nil, ineq("auto_delete", m.AutoDelete, q.autoDelete)
+		}
+		for _, a := range queueArgsChecked {
+			rv, rok := m.Arguments[a]
+			cv, cok := q.args[a]
+			if a == "x-queue-type" && (!rok || !cok) {
+				continue // a missing type matches the default, classic
+			}
+			if rok != cok || !argEqual(rv, cv) {
+				return nil, amqpErr(amqpwire.PreconditionFailed, m, "inequivalent arg '%s' for queue '%s' in vhost '%s': received %s but current is %s",
+					a, name, vh.name, describeArg(rv, rok), describeArg(cv, cok))
+			}
+		}
+		return q, nil
+	}
+	q := &queue{vh: vh, name: name, durable: m.Durable, exclusive: m.Exclusive, autoDelete: m.AutoDelete, args: m.Arguments}
+	if m.Exclusive {
+		q.owner = c
+	}
+	q.id = newQueueID()
+	persist := m.Durable && !m.Exclusive
+	sq, err := vh.s.store.Queue(q.id, persist)
+	if err != nil {
+		return nil, amqpErr(amqpwire.InternalError, m, "open queue store: %v", err)
+	}
+	q.sq = sq
+	if persist {
+		if err := vh.s.store.Index().PutQueue(index.Queue{VHost: vh.name, Name: name, ID: q.id, Durable: true,
+			AutoDelete: m.AutoDelete, Arguments: encodeArgs(m.Arguments)}); err != nil {
+			vh.s.store.DeleteQueue(q.id)
+			return nil, amqpErr(amqpwire.InternalError, m, "persist queue: %v", err)
+		}
+	}
+	vh.queues[name] = q
+	vh.publishQueuesLocked()
+	if m.Exclusive {
+		c.ownedMu.Lock()
+		if c.owned != nil {
+			c.owned[q] = struct{}{}
+		}
+		c.ownedMu.Unlock()
+	}
+	return q, nil
+}
+
+func validateQueueArgs(m *amqpwire.QueueDeclare, name, vhost string) error {
+	bad := func(arg string, v any) error {
+		return amqpErr(amqpwire.PreconditionFailed, m, "invalid arg '%s' for queue '%s' in vhost '%s': %v", arg, name, vhost, v)
+	}
+	for _, a := range []string{"x-expires", "x-message-ttl", "x-max-length", "x-max-length-bytes", "x-max-priority"} {
+		if v, ok := m.Arguments[a]; ok {
+			n, isInt := intArg(v)
+			if !isInt || n < 0 || (a == "x-expires" && n == 0) {
+				return bad(a, v)
+			}
+		}
+	}
+	if v, ok := m.Arguments["x-queue-type"]; ok {
+		s, _ := stringOf(v)
+		switch s {
+		case "classic":
+		case "quorum", "stream":
+			return amqpErr(amqpwire.NotImplemented, m, "queue type '%s' is not supported by this broker; use 'classic'", s)
+		default:
+			return bad("x-queue-type", v)
+		}
+	}
+	return nil
+}
+
+func argEqual(a, b any) bool {
+	if x, ok := intArg(a); ok {
+		y, ok := intArg(b)
+		return ok && x == y
+	}
+	if x, ok := stringOf(a); ok {
+		y, ok := stringOf(b)
+		return ok && x == y
+	}
+	return reflect.DeepEqual(a, b)
+}
+
+func describeArg(v any, ok bool) string {
+	if !ok {
+		return "none"
+	}
+	return fmt.Sprintf("the value '%v' of type '%s'", v, argTypeName(v))
+}
+
+func argTypeName(v any) string {
+	switch v.(type) {
+	case int8, int16, int32, int64, int:
+		return "signedint"
+	case uint8, uint16, uint32:
+		return "unsignedint"
+	case string, []byte:
+		return "longstr"
+	case bool:
+		return "bool"
+	case float32, float64:
+		return "double"
+	case amqpwire.Table, map[string]any:
+		return "table"
+	case []any:
+		return "array"
+	}
+	return fmt.Sprintf("%T", v)
+}
+
+func newQueueID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// deleteQueue removes a queue: bindings, consumers (told with basic.cancel),
+// store and definition. It returns the number of ready messages dropped.
+func (vh *vhost) deleteQueue(q *queue, reason string) int {
+	vh.mu.Lock()
+	if vh.queues[q.name] != q {
+		vh.mu.Unlock()
+		return 0
+	}
+	delete(vh.queues, q.name)
+	vh.publishQueuesLocked()
+	removed, autoDeleted := vh.topo.RemoveQueue(q.name)
+	vh.forgetLocked(removed, autoDeleted)
+	vh.refreshLocked()
+	if q.durable && !q.exclusive {
+		vh.s.store.Index().DeleteQueue(vh.name, q.name)
+	}
+	q.mu.Lock()
+	q.deleted = true
+	n := q.sq.Ready()
+	cons := q.consumers
+	q.consumers = nil
+	q.mu.Unlock()
+	vh.mu.Unlock()
+
+	for _, c := range cons {
+		c.ch.serverCancel(c)
+	}
+	if q.owner != nil {
+		q.owner.ownedMu.Lock()
+		if q.owner.owned != nil {
+			delete(q.owner.owned, q)
+		}
+		q.owner.ownedMu.Unlock()
+	}
+	if err := vh.s.store.DeleteQueue(q.id); err != nil {
+		vh.s.log.Error().Err(err).Str("queue", q.name).Msg("deleting queue data failed")
+	}
+	vh.s.log.Debug().Str("vhost", vh.name).Str("queue", q.name).Str("reason", reason).Msg("queue deleted")
+	return n
+}
+
+// purge drops every ready message of the queue.
+func (q *queue) purge() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.deleted {
+		return 0
+	}
+	return q.sq.Purge()
+}
+
+// sortedQueues lists the vhost's queues by name (for tools and tests).
+func (vh *vhost) sortedQueues() []*queue {
+	m := *vh.qmap.Load()
+	out := make([]*queue, 0, len(m))
+	for _, q := range m {
+		out = append(out, q)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out
+}

@@ -1,0 +1,110 @@
+// Command warren runs the Warren AMQP 0-9-1 broker.
+//
+// Every flag can also be set through the environment: --data-dir is
+// WARREN_DATA_DIR, --amqp-listen is WARREN_AMQP_LISTEN, and so on.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/warrenmq/warren/broker"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	fs := flag.NewFlagSet("warren", flag.ContinueOnError)
+	dataDir := fs.String("data-dir", "./warren-data", "directory of the message logs and the index")
+	amqpListen := fs.String("amqp-listen", "127.0.0.1:5672", "AMQP 0-9-1 listen address")
+	httpListen := fs.String("http-listen", "127.0.0.1:15672", "management HTTP listen address (not served yet)")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	logFormat := fs.String("log-format", "", "log format: console or json (default: console on a terminal)")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: warren [flags]\n\nWarren is a log-structured AMQP 0-9-1 broker, a drop-in for a single RabbitMQ node.\nEvery flag may also be set as WARREN_<FLAG> (e.g. WARREN_DATA_DIR).\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	// Environment first, flags override.
+	fs.VisitAll(func(f *flag.Flag) {
+		env := "WARREN_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(env); ok {
+			f.Value.Set(v)
+		}
+	})
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	log, err := newLogger(*logLevel, *logFormat)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "warren:", err)
+		return 2
+	}
+	srv, err := broker.New(broker.Config{
+		DataDir:    *dataDir,
+		AMQPListen: *amqpListen,
+		HTTPListen: *httpListen,
+		Logger:     log,
+	})
+	if err != nil {
+		log.Error().Err(err).Msg("cannot start")
+		return 1
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ListenAndServe() }()
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	select {
+	case s := <-sig:
+		log.Info().Str("signal", s.String()).Msg("shutting down")
+	case err := <-errc:
+		if err != nil {
+			log.Error().Err(err).Msg("server stopped")
+			srv.Shutdown(context.Background())
+			return 1
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		log.Error().Err(err).Msg("shutdown")
+		return 1
+	}
+	return 0
+}
+
+func newLogger(level, format string) (zerolog.Logger, error) {
+	lvl, err := zerolog.ParseLevel(level)
+	if err != nil {
+		return zerolog.Logger{}, fmt.Errorf("bad --log-level %q", level)
+	}
+	if format == "" {
+		format = "json"
+		if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			format = "console"
+		}
+	}
+	var log zerolog.Logger
+	switch format {
+	case "console":
+		log = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.RFC3339})
+	case "json":
+		log = zerolog.New(os.Stderr)
+	default:
+		return zerolog.Logger{}, fmt.Errorf("bad --log-format %q (console or json)", format)
+	}
+	return log.Level(lvl).With().Timestamp().Logger(), nil
+}
