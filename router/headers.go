@@ -35,8 +35,61 @@ const (
 // headerArg is one compared binding argument.
 type headerArg struct {
 	key  string
+	ki   int // index of key in the exchange's distinct keys
 	void bool
 	val  any
+}
+
+// maxHeaderKeys bounds the distinct argument keys of a headers exchange
+// whose message header values Route looks up once into a stack array;
+// beyond it each binding looks its keys up itself.
+const maxHeaderKeys = 32
+
+// headerVal is a message header looked up by key: its value and presence.
+type headerVal struct {
+	v  any
+	ok bool
+}
+
+// indexHeaderKeys numbers the distinct argument keys of ms, sets each
+// argument's ki and returns the keys.
+func indexHeaderKeys(ms []*headerMatcher) []string {
+	idx := make(map[string]int)
+	var keys []string
+	for _, m := range ms {
+		for i := range m.args {
+			a := &m.args[i]
+			k, ok := idx[a.key]
+			if !ok {
+				k = len(keys)
+				idx[a.key] = k
+				keys = append(keys, a.key)
+			}
+			a.ki = k
+		}
+	}
+	return keys
+}
+
+// matchVals is match over pre-looked-up header values (see headerVal).
+func (m *headerMatcher) matchVals(vals []headerVal) bool {
+	if m.mode == matchAll {
+		for i := range m.args {
+			a := &m.args[i]
+			hv := &vals[a.ki]
+			if !hv.ok || (!a.void && !valueEqual(a.val, hv.v)) {
+				return false
+			}
+		}
+		return true
+	}
+	for i := range m.args {
+		a := &m.args[i]
+		if hv := &vals[a.ki]; hv.ok && (a.void || valueEqual(a.val, hv.v)) {
+			return true
+		}
+	}
+	return false
 }
 
 // headerMatcher is a compiled headers binding pattern shared by every
@@ -120,6 +173,11 @@ func (m *headerMatcher) match(h map[string]any) bool {
 //   - anything else (amqpwire.Decimal) equals a value of the same type with
 //     the same contents.
 func valueEqual(a, b any) bool {
+	if as, ok := a.(string); ok {
+		if bs, ok := b.(string); ok { // the common case first
+			return as == bs
+		}
+	}
 	if ai, aok := intOf(a); aok {
 		bi, bok := intOf(b)
 		return bok && ai == bi

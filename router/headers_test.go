@@ -2,6 +2,7 @@ package router
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"testing"
 	"time"
@@ -125,5 +126,27 @@ func TestHeadersSharedArgs(t *testing.T) {
 	got, _ := s.Route("amq.headers", "", map[string]any{"k": "v"}, nil)
 	if want := "[q1 q2 q3]"; sprint(got) != want {
 		t.Errorf("route = %v, want %s", got, want)
+	}
+}
+
+// TestHeadersManyKeys uses more distinct argument keys than Route looks up
+// into its stack array, so each binding looks its keys up itself.
+func TestHeadersManyKeys(t *testing.T) {
+	topo := NewTopology()
+	for i := 0; i < maxHeaderKeys+8; i++ {
+		mustBind(t, topo, Binding{Source: "amq.headers", Destination: fmt.Sprintf("q%02d", i), DestKind: DestQueue,
+			Args: map[string]any{fmt.Sprintf("k%02d", i): int32(i), "x-match": "any", "shared": "s"}})
+	}
+	s := topo.Snapshot()
+	if n := len(s.ex["amq.headers"].hkeys); n <= maxHeaderKeys {
+		t.Fatalf("only %d keys", n)
+	}
+	got, _ := s.Route("amq.headers", "", map[string]any{"k05": int64(5), "k39": uint8(39)}, nil)
+	if sprint(got) != "[q05 q39]" {
+		t.Errorf("Route = %v", got)
+	}
+	got, _ = s.Route("amq.headers", "", map[string]any{"shared": "s"}, nil)
+	if len(got) != maxHeaderKeys+8 {
+		t.Errorf("Route on shared = %d queues", len(got))
 	}
 }

@@ -43,6 +43,7 @@ type compiled struct {
 	fanout *dests
 	trie   *trieNode
 	hdrs   []*headerMatcher
+	hkeys  []string // distinct argument keys of hdrs; headerArg.ki indexes it
 }
 
 func compile(def Exchange, bindings map[bkey]*Binding) *compiled {
@@ -96,6 +97,7 @@ func compile(def Exchange, bindings map[bkey]*Binding) *compiled {
 		for m, db := range builders {
 			m.d = db.build()
 		}
+		c.hkeys = indexHeaderKeys(c.hdrs)
 	}
 	return c
 }
@@ -114,8 +116,21 @@ func (c *compiled) match(key string, headers map[string]any, hits []*dests) []*d
 	case Topic:
 		hits = c.trie.match(key, wordsStart(key), hits)
 	case Headers:
+		if len(c.hkeys) > maxHeaderKeys {
+			for _, m := range c.hdrs {
+				if m.match(headers) {
+					hits = append(hits, m.d)
+				}
+			}
+			break
+		}
+		// Look every argument key up once, not once per binding.
+		var vals [maxHeaderKeys]headerVal
+		for i, k := range c.hkeys {
+			vals[i].v, vals[i].ok = headers[k]
+		}
 		for _, m := range c.hdrs {
-			if m.d != nil && m.match(headers) {
+			if m.matchVals(vals[:len(c.hkeys)]) {
 				hits = append(hits, m.d)
 			}
 		}
