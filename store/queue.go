@@ -1,0 +1,399 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/warrenmq/warren/index"
+	"github.com/warrenmq/warren/segment"
+)
+
+// Message is a message handed out by NextReady.
+type Message struct {
+	// Seq is the message's sequence in its queue's log: the handle for Ack
+	// and Requeue.
+	Seq uint64
+	// Redelivered is set for a requeued message, and after a restart for a
+	// message that was delivered before it.
+	Redelivered bool
+	// Record is the message, a copy owned by the caller.
+	Record segment.Record
+}
+
+// Queue is the message store of one AMQP queue: a segment log plus the
+// in-memory delivery state (ready cursor, requeued set, ack state). Ready
+// messages stay on disk; RAM holds only the requeued set and the acked
+// ranges. Its methods are safe for concurrent use.
+type Queue struct {
+	s       *Store
+	id      string
+	durable bool
+	log     *segment.Log
+
+	mu sync.Mutex
+	// next is one past the last appended sequence; cursor is the first
+	// sequence never handed out since open (every message in
+	// [cursor, next) not acked is ready).
+	next, cursor uint64
+	acks         ackSet
+	// requeued holds sequences below cursor given back by Requeue, sorted.
+	requeued []uint64
+	ready    int64
+	unacked  int64
+	// recoveredNext bounds the records written before the last restart:
+	// the non-persistent ones among them are dropped when reached.
+	recoveredNext uint64
+	// redeliverBelow bounds the sequences delivered before the restart.
+	redeliverBelow uint64
+	dirty          bool
+	deleted        bool
+	closed         bool
+	// appendGen counts appends; reclaimGen and reclaimedW are what the
+	// last reclaim pass saw.
+	appendGen, reclaimGen uint64
+	reclaimedW            uint64
+}
+
+// ID returns the queue's ID.
+func (q *Queue) ID() string { return q.id }
+
+// Durable reports whether the queue survives a restart.
+func (q *Queue) Durable() bool { return q.durable }
+
+func (q *Queue) errLocked() error {
+	switch {
+	case q.deleted:
+		return fmt.Errorf("%w: %s", ErrDeleted, q.id)
+	case q.closed:
+		return fmt.Errorf("%w: queue %s", ErrClosed, q.id)
+	}
+	return nil
+}
+
+// Append appends a batch of records and returns the sequence of the first.
+// onDurable (may be nil) is called exactly once: for a durable queue and a
+// batch holding a persistent record (segment.FlagPersistent), on the Syncer
+// goroutine after the fdatasync round that covers the batch; otherwise at
+// once, before Append returns. Non-persistent records of a durable queue
+// are written without waiting for a sync and do not survive a restart. If
+// the append fails, the error is returned and also passed to onDurable.
+func (q *Queue) Append(recs []segment.Record, onDurable func(error)) (uint64, error) {
+	q.mu.Lock()
+	err := q.errLocked()
+	persistent := false
+	if q.durable {
+		for i := range recs {
+			if recs[i].Flags&segment.FlagPersistent != 0 {
+				persistent = true
+				break
+			}
+		}
+	}
+	var first uint64
+	if err == nil {
+		if persistent {
+			first, err = q.s.syncer.AppendDurable(q.log, recs, onDurable)
+		} else {
+			first, err = q.log.Append(recs...)
+			if err == nil {
+				q.s.syncer.Add(q.log, nil) // seal and write soon
+			}
+		}
+	}
+	if err == nil {
+		q.next = first + uint64(len(recs))
+		q.ready += int64(len(recs))
+		q.appendGen++
+	}
+	q.mu.Unlock()
+	if err != nil {
+		err = fmt.Errorf("store: append to %s: %w", q.id, err)
+		if onDurable != nil {
+			onDurable(err)
+		}
+		return 0, err
+	}
+	if !persistent && onDurable != nil {
+		onDurable(nil)
+	}
+	return first, nil
+}
+
+// NextReady appends up to max ready messages to dst and returns it:
+// requeued messages first, in sequence order, flagged redelivered; then
+// messages from the ready cursor, skipping acked ones. Each returned
+// message is unacked until Ack or Requeue. Messages lost to corruption and
+// non-persistent messages written before the last restart are dropped
+// (acked) when reached. A read error other than those stops the call early
+// and is logged.
+func (q *Queue) NextReady(dst []Message, max int) []Message {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.errLocked() != nil || max <= 0 {
+		return dst
+	}
+	changed := false
+	n := 0
+	for n < max && len(q.requeued) > 0 {
+		seq := q.requeued[0]
+		rec, err := q.log.Read(seq)
+		if err != nil && !q.dropLocked(seq, err) {
+			break
+		}
+		q.requeued = q.requeued[1:]
+		q.ready--
+		changed = true
+		if err != nil {
+			continue
+		}
+		q.unacked++
+		dst = append(dst, Message{Seq: seq, Redelivered: true, Record: rec})
+		n++
+	}
+	if len(q.requeued) == 0 {
+		q.requeued = nil
+	}
+	for n < max && q.cursor < q.next {
+		seq := q.acks.ackedFrom(q.cursor)
+		if seq >= q.next {
+			q.cursor = q.next
+			break
+		}
+		q.cursor = seq
+		rec, err := q.log.Read(seq)
+		if err == nil && seq < q.recoveredNext && rec.Flags&segment.FlagPersistent == 0 {
+			err = errTransient
+		}
+		if err != nil {
+			if !q.dropLocked(seq, err) {
+				break
+			}
+			q.acks.add(seq, seq+1)
+			q.cursor = seq + 1
+			q.ready--
+			changed = true
+			continue
+		}
+		q.cursor = seq + 1
+		q.ready--
+		q.unacked++
+		changed = true
+		dst = append(dst, Message{Seq: seq, Redelivered: seq < q.redeliverBelow, Record: rec})
+		n++
+	}
+	if changed {
+		q.changedLocked()
+	}
+	return dst
+}
+
+// errTransient marks a non-persistent record from before a restart.
+var errTransient = errors.New("store: transient message from before restart")
+
+// dropLocked reports whether a read error means the message is gone for
+// good (and is to be dropped) rather than a failure to retry later.
+func (q *Queue) dropLocked(seq uint64, err error) bool {
+	switch {
+	case errors.Is(err, errTransient):
+		return true
+	case errors.Is(err, segment.ErrLost), errors.Is(err, segment.ErrNotFound):
+		q.s.log.Warn().Err(err).Str("queue", q.id).Uint64("seq", seq).Msg("store: dropping lost message")
+		return true
+	}
+	q.s.log.Error().Err(err).Str("queue", q.id).Uint64("seq", seq).Msg("store: read failed")
+	return false
+}
+
+// changedLocked schedules the ack state for the next index commit,
+// starting a sync round if none is pending for this queue.
+func (q *Queue) changedLocked() {
+	if q.s.markDirtyLocked(q) {
+		q.s.syncer.Add(q.log, nil)
+	}
+}
+
+// outstandingLocked reports whether seq was handed out and is neither acked
+// nor requeued.
+func (q *Queue) outstandingLocked(seq uint64) bool {
+	if seq >= q.cursor || q.acks.contains(seq) {
+		return false
+	}
+	_, found := slices.BinarySearch(q.requeued, seq)
+	return !found
+}
+
+// Ack acknowledges a delivered message. It returns false, changing nothing,
+// if seq is not an unacked delivery (already acked, requeued, or never
+// delivered). Acks may come in any order.
+func (q *Queue) Ack(seq uint64) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.errLocked() != nil || !q.outstandingLocked(seq) {
+		return false
+	}
+	q.acks.add(seq, seq+1)
+	q.unacked--
+	q.changedLocked()
+	return true
+}
+
+// AckMany acknowledges several delivered messages under one lock and
+// returns how many were unacked deliveries (see Ack).
+func (q *Queue) AckMany(seqs []uint64) int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.errLocked() != nil {
+		return 0
+	}
+	n := 0
+	for _, seq := range seqs {
+		if q.outstandingLocked(seq) {
+			q.acks.add(seq, seq+1)
+			n++
+		}
+	}
+	if n > 0 {
+		q.unacked -= int64(n)
+		q.changedLocked()
+	}
+	return n
+}
+
+// Requeue gives unacked deliveries back: they become ready and are the
+// first NextReady returns, flagged redelivered. It returns how many of
+// seqs were unacked deliveries; the others are ignored.
+func (q *Queue) Requeue(seqs []uint64) int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.errLocked() != nil {
+		return 0
+	}
+	var add []uint64
+	for _, seq := range seqs {
+		if q.outstandingLocked(seq) {
+			add = append(add, seq)
+		}
+	}
+	if len(add) == 0 {
+		return 0
+	}
+	slices.Sort(add)
+	add = slices.Compact(add)
+	merged := make([]uint64, 0, len(q.requeued)+len(add))
+	i, j := 0, 0
+	for i < len(q.requeued) || j < len(add) {
+		if j == len(add) || (i < len(q.requeued) && q.requeued[i] < add[j]) {
+			merged = append(merged, q.requeued[i])
+			i++
+		} else {
+			merged = append(merged, add[j])
+			j++
+		}
+	}
+	q.requeued = merged
+	q.unacked -= int64(len(add))
+	q.ready += int64(len(add))
+	return len(add)
+}
+
+// Purge acks every ready message (requeued ones included) and returns how
+// many there were; unacked deliveries stay unacked.
+func (q *Queue) Purge() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.errLocked() != nil {
+		return 0
+	}
+	n := int(q.ready)
+	for _, seq := range q.requeued {
+		q.acks.add(seq, seq+1)
+	}
+	q.requeued = nil
+	q.acks.add(q.cursor, q.next)
+	q.cursor = q.next
+	q.ready = 0
+	if n > 0 {
+		q.changedLocked()
+	}
+	return n
+}
+
+// Ready returns the number of messages ready for delivery.
+func (q *Queue) Ready() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return int(q.ready)
+}
+
+// Unacked returns the number of delivered, unacked messages.
+func (q *Queue) Unacked() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return int(q.unacked)
+}
+
+// stateForCommit returns the log state to persist, clipped to the records
+// the log holds durably (so the index never claims more than the segments),
+// and clears the dirty mark, setting it again when something was clipped.
+func (q *Queue) stateForCommit() (index.LogState, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.dirty = false
+	if q.deleted || !q.durable {
+		return index.LogState{}, false
+	}
+	durable := q.log.DurableNext()
+	w, ranges := q.acks.snapshot(durable)
+	st := index.LogState{
+		Segments:  q.log.Segments(),
+		NextSeq:   durable,
+		Watermark: w,
+		Acked:     ranges,
+		Delivered: min(max(q.cursor, q.redeliverBelow), durable),
+	}
+	clipped := q.acks.watermark > durable || q.cursor > durable ||
+		(len(q.acks.ranges) > 0 && q.acks.ranges[len(q.acks.ranges)-1].Hi > durable)
+	if clipped && !q.closed {
+		q.s.markDirtyLocked(q) // the round making them durable commits again
+	}
+	return st, true
+}
+
+// reclaim deletes the segments below the ack watermark. A drained queue's
+// active segment is rolled (and so deleted) unless idleOnly is set and the
+// queue saw appends since the previous pass.
+func (q *Queue) reclaim(idleOnly bool) error {
+	q.mu.Lock()
+	if q.errLocked() != nil {
+		q.mu.Unlock()
+		return nil
+	}
+	w, next := q.acks.watermark, q.next
+	idle := q.appendGen == q.reclaimGen
+	q.reclaimGen = q.appendGen
+	changed := w != q.reclaimedW
+	q.reclaimedW = w
+	q.mu.Unlock()
+	seq := w
+	drained := w >= next
+	if drained && idleOnly && !idle {
+		seq = w - 1 // do not roll a busy active segment
+	} else if !changed && !drained {
+		return nil
+	}
+	n, err := q.log.RemoveBelow(seq)
+	if errors.Is(err, segment.ErrClosed) {
+		return nil // deleted or closed meanwhile
+	}
+	if err != nil {
+		return fmt.Errorf("store: reclaim %s: %w", q.id, err)
+	}
+	if n > 0 {
+		q.mu.Lock()
+		q.s.markDirtyLocked(q) // the segment list changed
+		q.mu.Unlock()
+	}
+	return nil
+}
