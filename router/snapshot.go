@@ -1,6 +1,7 @@
 package router
 
 import (
+	"maps"
 	"slices"
 	"strings"
 )
@@ -102,6 +103,40 @@ func compile(def Exchange, bindings map[bkey]*Binding) *compiled {
 	return c
 }
 
+// update returns a copy of c with the destinations of the changed keys
+// rebuilt from byKey; unchanged parts are shared with c. Direct and topic
+// exchanges only.
+func (c *compiled) update(changed map[string]struct{}, byKey map[string]map[*Binding]struct{}) *compiled {
+	n := *c
+	switch c.def.Kind {
+	case Direct:
+		n.direct = maps.Clone(c.direct)
+		if n.direct == nil {
+			n.direct = make(map[string]*dests)
+		}
+		for k := range changed {
+			if d := buildDests(byKey[k]); d != nil {
+				n.direct[k] = d
+			} else {
+				delete(n.direct, k)
+			}
+		}
+	case Topic:
+		for k := range changed {
+			n.trie = n.trie.with(splitWords(k), buildDests(byKey[k]))
+		}
+	}
+	return &n
+}
+
+func buildDests(set map[*Binding]struct{}) *dests {
+	var db destBuilder
+	for b := range set {
+		db.add(b)
+	}
+	return db.build()
+}
+
 // match appends the destination sets of the bindings matching a message.
 func (c *compiled) match(key string, headers map[string]any, hits []*dests) []*dests {
 	switch c.def.Kind {
@@ -114,7 +149,9 @@ func (c *compiled) match(key string, headers map[string]any, hits []*dests) []*d
 			hits = append(hits, c.fanout)
 		}
 	case Topic:
-		hits = c.trie.match(key, wordsStart(key), hits)
+		if c.trie != nil {
+			hits = c.trie.match(key, wordsStart(key), hits)
+		}
 	case Headers:
 		if len(c.hkeys) > maxHeaderKeys {
 			for _, m := range c.hdrs {

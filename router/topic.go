@@ -1,6 +1,9 @@
 package router
 
-import "strings"
+import (
+	"maps"
+	"strings"
+)
 
 // Topic keys and patterns split into words at every '.', as RabbitMQ's
 // rabbit_db_topic_exchange does:
@@ -90,6 +93,62 @@ func (n *trieNode) insert(pattern string) *trieNode {
 		n.b = &destBuilder{}
 	}
 	return n
+}
+
+// normTopic collapses runs of "#" words in a pattern: "a.#.#.b" and
+// "a.#.b" match the same keys and share a trie node.
+func normTopic(p string) string {
+	if !strings.Contains(p, "#.#") {
+		return p
+	}
+	ws := splitWords(p)
+	out := ws[:0]
+	for i, w := range ws {
+		if w == "#" && i > 0 && ws[i-1] == "#" {
+			continue
+		}
+		out = append(out, w)
+	}
+	return strings.Join(out, ".")
+}
+
+// with returns a copy of the trie rooted at n (nil for an empty trie) in
+// which the pattern words lead to d; only the nodes on the path are copied.
+// Nodes left with no bindings and no children are pruned, and an empty trie
+// is nil.
+func (n *trieNode) with(words []string, d *dests) *trieNode {
+	var c trieNode
+	if n != nil {
+		c = *n
+	}
+	if len(words) == 0 {
+		c.d = d
+	} else {
+		switch w := words[0]; w {
+		case "#":
+			c.hash = c.hash.with(words[1:], d)
+		case "*":
+			c.star = c.star.with(words[1:], d)
+		default:
+			child := c.lit[w].with(words[1:], d)
+			c.lit = maps.Clone(c.lit)
+			if child != nil {
+				if c.lit == nil {
+					c.lit = make(map[string]*trieNode)
+				}
+				c.lit[w] = child
+			} else {
+				delete(c.lit, w)
+				if len(c.lit) == 0 {
+					c.lit = nil
+				}
+			}
+		}
+	}
+	if c.d == nil && c.lit == nil && c.star == nil && c.hash == nil {
+		return nil
+	}
+	return &c
 }
 
 // finish turns the build-time destination sets into dests, recursively.

@@ -22,7 +22,75 @@ var Predeclared = []Exchange{
 type xstate struct {
 	def      Exchange
 	bindings map[bkey]*Binding // as source
-	compiled *compiled         // nil while dirty
+	// byKey indexes bindings by routing key (for topic, the pattern with
+	// runs of "#" collapsed), so a change recompiles only its key.
+	byKey map[string]map[*Binding]struct{}
+	// compiled is the last compiled form, shared with published snapshots;
+	// stale says it misses changes, changedKeys which keys they touched.
+	compiled    *compiled
+	stale       bool
+	changedKeys map[string]struct{}
+}
+
+func newXState(def Exchange) *xstate {
+	return &xstate{
+		def:         def,
+		bindings:    make(map[bkey]*Binding),
+		byKey:       make(map[string]map[*Binding]struct{}),
+		changedKeys: make(map[string]struct{}),
+		stale:       true,
+	}
+}
+
+func (x *xstate) indexKey(b *Binding) string {
+	if x.def.Kind == Topic {
+		return normTopic(b.Key)
+	}
+	return b.Key
+}
+
+func (x *xstate) add(id bkey, b *Binding) {
+	x.bindings[id] = b
+	k := x.indexKey(b)
+	set := x.byKey[k]
+	if set == nil {
+		set = make(map[*Binding]struct{})
+		x.byKey[k] = set
+	}
+	set[b] = struct{}{}
+	x.changedKeys[k] = struct{}{}
+}
+
+func (x *xstate) remove(id bkey) {
+	b := x.bindings[id]
+	if b == nil {
+		return
+	}
+	delete(x.bindings, id)
+	k := x.indexKey(b)
+	if set := x.byKey[k]; set != nil {
+		delete(set, b)
+		if len(set) == 0 {
+			delete(x.byKey, k)
+		}
+	}
+	x.changedKeys[k] = struct{}{}
+}
+
+// recompile brings compiled up to date: direct and topic exchanges update
+// only the changed keys (copying the map or the trie path to them), the
+// others compile afresh.
+func (x *xstate) recompile() {
+	switch {
+	case x.compiled == nil || len(x.changedKeys) > len(x.byKey)/2:
+		x.compiled = compile(x.def, x.bindings)
+	case x.def.Kind == Direct || x.def.Kind == Topic:
+		x.compiled = x.compiled.update(x.changedKeys, x.byKey)
+	default:
+		x.compiled = compile(x.def, x.bindings)
+	}
+	x.stale = false
+	clear(x.changedKeys)
 }
 
 // Topology is the mutable routing table of one vhost: exchanges and
@@ -54,7 +122,7 @@ func NewTopology() *Topology {
 		toExchange: make(map[string]map[*Binding]struct{}),
 	}
 	for _, x := range Predeclared {
-		t.exchanges[x.Name] = &xstate{def: x, bindings: make(map[bkey]*Binding)}
+		t.exchanges[x.Name] = newXState(x)
 	}
 	t.changed = true
 	t.Snapshot()
@@ -76,8 +144,8 @@ func (t *Topology) Snapshot() *Snapshot {
 	t.version++
 	s := &Snapshot{ex: make(map[string]*compiled, len(t.exchanges)), version: t.version}
 	for name, x := range t.exchanges {
-		if x.compiled == nil {
-			x.compiled = compile(x.def, x.bindings)
+		if x.stale {
+			x.recompile()
 		}
 		s.ex[name] = x.compiled
 	}
@@ -87,7 +155,7 @@ func (t *Topology) Snapshot() *Snapshot {
 }
 
 func (t *Topology) dirty(x *xstate) {
-	x.compiled = nil
+	x.stale = true
 	t.changed = true
 }
 
@@ -146,7 +214,7 @@ func (t *Topology) DeclareExchange(x Exchange) (created bool, err error) {
 		return false, equivalent(&old.def, &x)
 	}
 	x.Args = copyTable(x.Args)
-	t.exchanges[x.Name] = &xstate{def: x, bindings: make(map[bkey]*Binding)}
+	t.exchanges[x.Name] = newXState(x)
 	t.changed = true
 	return true, nil
 }
@@ -216,7 +284,7 @@ func (t *Topology) deleteExchange(x *xstate, removed []Binding, sources []string
 			continue // self-binding, already removed
 		}
 		src := t.exchanges[b.Source]
-		delete(src.bindings, b.id())
+		src.remove(b.id())
 		t.unlink(b)
 		t.dirty(src)
 		removed = append(removed, *b)
@@ -294,7 +362,7 @@ func (t *Topology) Bind(b Binding) (added bool, err error) {
 	}
 	b.Args = copyTable(b.Args)
 	nb := &b
-	src.bindings[id] = nb
+	src.add(id, nb)
 	idx := t.toQueue
 	if b.DestKind == DestExchange {
 		idx = t.toExchange
@@ -324,7 +392,7 @@ func (t *Topology) Unbind(b Binding) (found bool, removed []Binding, autoDeleted
 	if old == nil {
 		return false, nil, nil, nil
 	}
-	delete(src.bindings, id)
+	src.remove(id)
 	t.unlink(old)
 	t.dirty(src)
 	removed, autoDeleted = t.autoDelete([]string{b.Source}, nil, nil)
@@ -338,7 +406,7 @@ func (t *Topology) RemoveQueue(queue string) (removed []Binding, autoDeleted []s
 	var sources []string
 	for _, b := range sortedSet(t.toQueue[queue]) {
 		src := t.exchanges[b.Source]
-		delete(src.bindings, b.id())
+		src.remove(b.id())
 		t.dirty(src)
 		removed = append(removed, *b)
 		sources = append(sources, b.Source)
