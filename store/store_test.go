@@ -1,0 +1,622 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/rs/zerolog"
+
+	"github.com/warrenmq/warren/index"
+	"github.com/warrenmq/warren/segment"
+)
+
+func open(t testing.TB, fs vfs.FS, dir string, mod ...func(*Options)) *Store {
+	t.Helper()
+	o := Options{Dir: dir, FS: fs, Logger: zerolog.Nop(), ReclaimInterval: -1}
+	for _, m := range mod {
+		m(&o)
+	}
+	s, err := Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func rec(id int, persistent bool) segment.Record {
+	r := segment.Record{
+		Timestamp:  int64(id),
+		Exchange:   "ex",
+		RoutingKey: "rk",
+		Props:      []byte{0x10, 0x00, 2},
+		Body:       []byte(fmt.Sprintf("message-%08d", id)),
+	}
+	if persistent {
+		r.Flags = segment.FlagPersistent
+	}
+	return r
+}
+
+func idOf(t testing.TB, m Message) int {
+	t.Helper()
+	var id int
+	if _, err := fmt.Sscanf(string(m.Record.Body), "message-%08d", &id); err != nil {
+		t.Fatalf("bad body %q: %v", m.Record.Body, err)
+	}
+	return id
+}
+
+// appendWait appends recs and waits for onDurable.
+func appendWait(t testing.TB, q *Queue, recs ...segment.Record) uint64 {
+	t.Helper()
+	done := make(chan error, 1)
+	first, err := q.Append(recs, func(err error) { done <- err })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	return first
+}
+
+func appendN(t testing.TB, q *Queue, from, n int, persistent bool) {
+	t.Helper()
+	recs := make([]segment.Record, n)
+	for i := range recs {
+		recs[i] = rec(from+i, persistent)
+	}
+	appendWait(t, q, recs...)
+}
+
+func seqs(ms []Message) []uint64 {
+	out := make([]uint64, len(ms))
+	for i, m := range ms {
+		out[i] = m.Seq
+	}
+	return out
+}
+
+func checkCounts(t testing.TB, q *Queue, ready, unacked int) {
+	t.Helper()
+	if r, u := q.Ready(), q.Unacked(); r != ready || u != unacked {
+		t.Fatalf("ready/unacked = %d/%d, want %d/%d", r, u, ready, unacked)
+	}
+}
+
+func TestAppendDeliverAck(t *testing.T) {
+	s := open(t, vfs.Default, t.TempDir())
+	defer s.Close()
+	q, err := s.Queue("q1", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first := appendWait(t, q, rec(0, true), rec(1, true)); first != 1 {
+		t.Fatalf("first seq = %d, want 1", first)
+	}
+	appendN(t, q, 2, 98, true)
+	checkCounts(t, q, 100, 0)
+	ms := q.NextReady(nil, 10)
+	if !slices.Equal(seqs(ms), []uint64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}) {
+		t.Fatalf("NextReady = %v", seqs(ms))
+	}
+	for i, m := range ms {
+		if idOf(t, m) != i || m.Redelivered || m.Record.Exchange != "ex" || m.Record.Flags != segment.FlagPersistent {
+			t.Fatalf("message %d = %+v", i, m)
+		}
+	}
+	checkCounts(t, q, 90, 10)
+	if !q.Ack(3) || q.Ack(3) {
+		t.Fatal("Ack(3) twice should succeed once")
+	}
+	if q.Ack(50) || q.Ack(0) || q.Ack(1000) {
+		t.Fatal("ack of an undelivered sequence accepted")
+	}
+	if n := q.AckMany([]uint64{1, 2, 3, 4}); n != 3 {
+		t.Fatalf("AckMany = %d, want 3", n)
+	}
+	checkCounts(t, q, 90, 6)
+	if q.acks.watermark != 5 {
+		t.Fatalf("watermark = %d, want 5", q.acks.watermark)
+	}
+	if got := q.NextReady(nil, 0); len(got) != 0 {
+		t.Fatalf("NextReady(0) returned %d", len(got))
+	}
+	rest := q.NextReady(nil, 1000)
+	if len(rest) != 90 || rest[0].Seq != 11 || rest[89].Seq != 100 {
+		t.Fatalf("rest: %d messages", len(rest))
+	}
+	checkCounts(t, q, 0, 96)
+}
+
+func TestOutOfOrderAcks(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, vfs.Default, dir)
+	q, _ := s.Queue("q", true)
+	const n = 2000
+	appendN(t, q, 0, n, true)
+	ms := q.NextReady(nil, n)
+	if len(ms) != n {
+		t.Fatalf("delivered %d", len(ms))
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	order := rng.Perm(n)
+	acked := map[uint64]bool{}
+	for i, k := range order[:n/2] {
+		seq := ms[k].Seq
+		if !q.Ack(seq) {
+			t.Fatalf("Ack(%d) failed", seq)
+		}
+		acked[seq] = true
+		if i%97 == 0 {
+			checkAckModel(t, &q.acks, acked, uint64(n+1))
+		}
+	}
+	checkAckModel(t, &q.acks, acked, uint64(n+1))
+	checkCounts(t, q, 0, n/2)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// After a restart exactly the unacked half comes back, redelivered.
+	s = open(t, vfs.Default, dir)
+	defer s.Close()
+	rc := s.Recovered()
+	if len(rc) != 1 || rc[0].ID != "q" || rc[0].Ready != n/2 || rc[0].Unacked != 0 {
+		t.Fatalf("Recovered = %+v", rc)
+	}
+	q, _ = s.Queue("q", true)
+	back := q.NextReady(nil, n)
+	if len(back) != n/2 {
+		t.Fatalf("after reopen %d messages, want %d", len(back), n/2)
+	}
+	for _, m := range back {
+		if acked[m.Seq] || !m.Redelivered || idOf(t, m) != int(m.Seq-1) {
+			t.Fatalf("after reopen: seq %d acked=%v redelivered=%v", m.Seq, acked[m.Seq], m.Redelivered)
+		}
+	}
+	// Ack the rest in reverse order: everything collapses into the watermark.
+	for i := len(back) - 1; i >= 0; i-- {
+		q.Ack(back[i].Seq)
+	}
+	if q.acks.watermark != n+1 || len(q.acks.ranges) != 0 {
+		t.Fatalf("watermark %d, %d ranges", q.acks.watermark, len(q.acks.ranges))
+	}
+	checkCounts(t, q, 0, 0)
+}
+
+func checkAckModel(t *testing.T, a *ackSet, acked map[uint64]bool, end uint64) {
+	t.Helper()
+	for seq := uint64(1); seq < end; seq++ {
+		if a.contains(seq) != acked[seq] {
+			t.Fatalf("contains(%d) = %v, want %v", seq, a.contains(seq), acked[seq])
+		}
+	}
+	for i, r := range a.ranges {
+		if r.Lo >= r.Hi || r.Lo <= a.watermark || (i > 0 && r.Lo <= a.ranges[i-1].Hi) {
+			t.Fatalf("bad ranges %v (watermark %d)", a.ranges, a.watermark)
+		}
+	}
+	if a.watermark > 1 && !acked[a.watermark-1] || acked[a.watermark] {
+		t.Fatalf("watermark %d not maximal", a.watermark)
+	}
+}
+
+func TestAckSetRandom(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for round := 0; round < 50; round++ {
+		a := ackSet{watermark: 1}
+		model := map[uint64]bool{}
+		const end = 300
+		for i := 0; i < 200; i++ {
+			lo := 1 + uint64(rng.IntN(end-1))
+			hi := lo + 1
+			if rng.IntN(4) == 0 {
+				hi = min(lo+uint64(rng.IntN(20)), end)
+			}
+			a.add(lo, hi)
+			for s := lo; s < hi; s++ {
+				model[s] = true
+			}
+			lo2, hi2 := 1+uint64(rng.IntN(end-1)), uint64(end)
+			var want uint64
+			for s := lo2; s < hi2; s++ {
+				if model[s] {
+					want++
+				}
+			}
+			if got := a.countIn(lo2, hi2); got != want {
+				t.Fatalf("countIn(%d,%d) = %d, want %d", lo2, hi2, got, want)
+			}
+		}
+		checkAckModel(t, &a, model, 320)
+		lim := uint64(rng.IntN(end))
+		w, rs := a.snapshot(lim)
+		b := ackSet{watermark: w}
+		for _, r := range rs {
+			b.add(r.Lo, r.Hi)
+		}
+		for s := uint64(1); s < 320; s++ {
+			if want := model[s] && s < lim; b.contains(s) != want {
+				t.Fatalf("snapshot(%d): contains(%d) = %v", lim, s, b.contains(s))
+			}
+		}
+	}
+}
+
+func TestRequeue(t *testing.T) {
+	s := open(t, vfs.Default, t.TempDir())
+	defer s.Close()
+	q, _ := s.Queue("q", true)
+	appendN(t, q, 0, 10, true)
+	ms := q.NextReady(nil, 6)
+	if n := q.Requeue([]uint64{5, 2, 5, 99, 7}); n != 2 {
+		t.Fatalf("Requeue = %d, want 2", n)
+	}
+	checkCounts(t, q, 6, 4)
+	if q.Ack(2) {
+		t.Fatal("acked a requeued message")
+	}
+	got := q.NextReady(nil, 3)
+	if !slices.Equal(seqs(got), []uint64{2, 5, 7}) || !got[0].Redelivered || !got[1].Redelivered || got[2].Redelivered {
+		t.Fatalf("after requeue: %v %+v", seqs(got), got)
+	}
+	if idOf(t, got[1]) != 4 || idOf(t, ms[4]) != 4 {
+		t.Fatal("requeued message has the wrong body")
+	}
+	// A requeue below the cursor interleaves in sequence order.
+	q.Requeue([]uint64{6, 1})
+	got = q.NextReady(nil, 10)
+	if !slices.Equal(seqs(got), []uint64{1, 6, 8, 9, 10}) {
+		t.Fatalf("second round: %v", seqs(got))
+	}
+	checkCounts(t, q, 0, 10)
+	if n := q.AckMany([]uint64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}); n != 10 {
+		t.Fatalf("AckMany = %d", n)
+	}
+	checkCounts(t, q, 0, 0)
+}
+
+func TestPurge(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, vfs.Default, dir)
+	q, _ := s.Queue("q", true)
+	appendN(t, q, 0, 10, true)
+	q.NextReady(nil, 3) // 1,2,3 unacked
+	q.Requeue([]uint64{2})
+	if n := q.Purge(); n != 8 {
+		t.Fatalf("Purge = %d, want 8", n)
+	}
+	checkCounts(t, q, 0, 2)
+	if got := q.NextReady(nil, 10); len(got) != 0 {
+		t.Fatalf("purged messages delivered: %v", seqs(got))
+	}
+	if !q.Ack(3) || q.Ack(2) {
+		t.Fatal("ack after purge")
+	}
+	appendN(t, q, 10, 2, true)
+	if got := q.NextReady(nil, 10); !slices.Equal(seqs(got), []uint64{11, 12}) {
+		t.Fatalf("after purge: %v", seqs(got))
+	}
+	if n := q.Purge(); n != 0 {
+		t.Fatalf("empty purge = %d", n)
+	}
+	s.Close()
+	// Only seq 1 (unacked, delivered) comes back.
+	s = open(t, vfs.Default, dir)
+	defer s.Close()
+	q, _ = s.Queue("q", true)
+	got := q.NextReady(nil, 10)
+	if !slices.Equal(seqs(got), []uint64{1, 11, 12}) || !got[0].Redelivered {
+		t.Fatalf("after reopen: %v", seqs(got))
+	}
+}
+
+func TestRedeliveredAfterReopen(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, vfs.Default, dir)
+	q, _ := s.Queue("q", true)
+	appendN(t, q, 0, 10, true)
+	q.NextReady(nil, 5)
+	q.Ack(2)
+	q.Ack(4)
+	s.Close()
+	s = open(t, vfs.Default, dir)
+	defer s.Close()
+	if rc := s.Recovered(); len(rc) != 1 || rc[0].Ready != 8 {
+		t.Fatalf("Recovered = %+v", rc)
+	}
+	q, _ = s.Queue("q", true)
+	checkCounts(t, q, 8, 0)
+	got := q.NextReady(nil, 100)
+	if !slices.Equal(seqs(got), []uint64{1, 3, 5, 6, 7, 8, 9, 10}) {
+		t.Fatalf("after reopen: %v", seqs(got))
+	}
+	for _, m := range got {
+		if want := m.Seq <= 5; m.Redelivered != want {
+			t.Fatalf("seq %d redelivered = %v, want %v", m.Seq, m.Redelivered, want)
+		}
+	}
+}
+
+func TestTransientQueueRemoved(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, vfs.Default, dir)
+	tq, _ := s.Queue("tq", false)
+	dq, _ := s.Queue("dq", true)
+	var fired bool
+	if _, err := tq.Append([]segment.Record{rec(1, true)}, func(err error) { fired = err == nil }); err != nil {
+		t.Fatal(err)
+	}
+	if !fired {
+		t.Fatal("onDurable of a transient queue did not fire at once")
+	}
+	appendN(t, dq, 0, 3, true)
+	if got := tq.NextReady(nil, 5); len(got) != 1 {
+		t.Fatalf("transient queue delivered %d", len(got))
+	}
+	if _, err := s.Queue("tq", true); !errors.Is(err, ErrDurability) {
+		t.Fatalf("durability change: %v", err)
+	}
+	for _, bad := range []string{"", "..", "a/b"} {
+		if _, err := s.Queue(bad, true); !errors.Is(err, ErrInvalidID) {
+			t.Fatalf("Queue(%q): %v", bad, err)
+		}
+	}
+	s.Close()
+	if _, err := os.Stat(filepath.Join(dir, queuesDir, "tq")); err != nil {
+		t.Fatalf("transient log should exist before reopen: %v", err)
+	}
+	s = open(t, vfs.Default, dir)
+	defer s.Close()
+	if _, err := os.Stat(filepath.Join(dir, queuesDir, "tq")); !os.IsNotExist(err) {
+		t.Fatalf("transient log survived reopen: %v", err)
+	}
+	rc := s.Recovered()
+	if len(rc) != 1 || rc[0].ID != "dq" || rc[0].Ready != 3 {
+		t.Fatalf("Recovered = %+v", rc)
+	}
+	tq, _ = s.Queue("tq", false)
+	checkCounts(t, tq, 0, 0)
+}
+
+func TestTransientMessagesInDurableQueue(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, vfs.Default, dir)
+	q, _ := s.Queue("q", true)
+	var recs []segment.Record
+	for i := 0; i < 20; i++ {
+		recs = append(recs, rec(i, i%3 == 0))
+	}
+	// A batch with no persistent record is confirmed at once.
+	fired := false
+	if _, err := q.Append([]segment.Record{rec(100, false)}, func(err error) { fired = true }); err != nil || !fired {
+		t.Fatalf("transient append: fired=%v err=%v", fired, err)
+	}
+	appendWait(t, q, recs...)
+	checkCounts(t, q, 21, 0)
+	s.Close()
+	s = open(t, vfs.Default, dir)
+	defer s.Close()
+	q, _ = s.Queue("q", true)
+	// Documented: non-persistent records count as ready until reached.
+	checkCounts(t, q, 21, 0)
+	got := q.NextReady(nil, 100)
+	if len(got) != 7 {
+		t.Fatalf("after reopen %d messages, want the 7 persistent ones", len(got))
+	}
+	for _, m := range got {
+		if m.Record.Flags&segment.FlagPersistent == 0 || idOf(t, m)%3 != 0 {
+			t.Fatalf("non-persistent message survived a restart: %q", m.Record.Body)
+		}
+	}
+	checkCounts(t, q, 0, 7)
+	// New transient messages after the restart are delivered normally.
+	q.Append([]segment.Record{rec(200, false)}, nil)
+	if got := q.NextReady(nil, 5); len(got) != 1 || idOf(t, got[0]) != 200 {
+		t.Fatalf("new transient message: %v", got)
+	}
+}
+
+func TestDeleteQueue(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, vfs.Default, dir)
+	q, _ := s.Queue("q", true)
+	other, _ := s.Queue("q2", true)
+	appendN(t, q, 0, 5, true)
+	appendN(t, other, 0, 5, true)
+	q.NextReady(nil, 2)
+	if err := s.DeleteQueue("q"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteQueue("q"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("second delete: %v", err)
+	}
+	if _, err := q.Append([]segment.Record{rec(9, true)}, nil); !errors.Is(err, ErrDeleted) {
+		t.Fatalf("append after delete: %v", err)
+	}
+	if q.Ack(1) || len(q.NextReady(nil, 5)) != 0 {
+		t.Fatal("deleted queue still serves")
+	}
+	if _, err := os.Stat(filepath.Join(dir, queuesDir, "q")); !os.IsNotExist(err) {
+		t.Fatalf("log dir survived delete: %v", err)
+	}
+	if _, err := s.Index().LogState("q"); !errors.Is(err, index.ErrNotFound) {
+		t.Fatalf("log state survived delete: %v", err)
+	}
+	s.Close()
+	s = open(t, vfs.Default, dir)
+	defer s.Close()
+	if rc := s.Recovered(); len(rc) != 1 || rc[0].ID != "q2" || rc[0].Ready != 5 {
+		t.Fatalf("Recovered = %+v", rc)
+	}
+	// A new queue with the deleted ID starts empty.
+	q, _ = s.Queue("q", true)
+	checkCounts(t, q, 0, 0)
+}
+
+func dirSize(t testing.TB, dir string) (size int64, files int) {
+	t.Helper()
+	filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
+		if err == nil && !info.IsDir() {
+			size += info.Size()
+			files++
+		}
+		return nil
+	})
+	return size, files
+}
+
+func TestSpaceComesBack(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, vfs.Default, dir, func(o *Options) { o.SegmentSize = 64 << 10; o.Codec = segment.CodecNone })
+	defer s.Close()
+	q, _ := s.Queue("q", true)
+	body := make([]byte, 1024)
+	for i := 0; i < 2000; i += 100 {
+		recs := make([]segment.Record, 100)
+		for j := range recs {
+			recs[j] = segment.Record{Flags: segment.FlagPersistent, Body: body}
+		}
+		appendWait(t, q, recs...)
+	}
+	qdir := filepath.Join(dir, queuesDir, "q")
+	full, files := dirSize(t, qdir)
+	if full < 2000*1024 || files < 20 {
+		t.Fatalf("log holds %d bytes in %d files", full, files)
+	}
+	// Ack the first half: the segments wholly below the watermark go.
+	ms := q.NextReady(nil, 1000)
+	for _, m := range ms {
+		q.Ack(m.Seq)
+	}
+	if err := s.Reclaim(); err != nil {
+		t.Fatal(err)
+	}
+	half, _ := dirSize(t, qdir)
+	if half > full*6/10 || half < full*4/10 {
+		t.Fatalf("after acking half: %d of %d bytes", half, full)
+	}
+	// Ack the rest: the active segment is rolled and everything goes.
+	for _, m := range q.NextReady(nil, 2000) {
+		q.Ack(m.Seq)
+	}
+	if err := s.Reclaim(); err != nil {
+		t.Fatal(err)
+	}
+	empty, files := dirSize(t, qdir)
+	if empty > 4096 || files > 1 {
+		t.Fatalf("after acking all: %d bytes in %d files", empty, files)
+	}
+	// The queue keeps working.
+	appendN(t, q, 0, 3, true)
+	if got := q.NextReady(nil, 5); !slices.Equal(seqs(got), []uint64{2001, 2002, 2003}) {
+		t.Fatalf("after reclaim: %v", seqs(got))
+	}
+}
+
+func TestBackgroundReclaim(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, vfs.Default, dir, func(o *Options) { o.ReclaimInterval = 5 * time.Millisecond })
+	defer s.Close()
+	q, _ := s.Queue("q", true)
+	appendN(t, q, 0, 100, true)
+	for _, m := range q.NextReady(nil, 100) {
+		q.Ack(m.Seq)
+	}
+	qdir := filepath.Join(dir, queuesDir, "q")
+	for i := 0; i < 400; i++ {
+		if segs := q.log.Segments(); len(segs) == 1 && segs[0] == 101 {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	size, files := dirSize(t, qdir)
+	t.Fatalf("drained queue not reclaimed: %v, %d bytes in %d files", q.log.Segments(), size, files)
+}
+
+func TestConcurrentProducersConsumers(t *testing.T) {
+	s := open(t, vfs.Default, t.TempDir(), func(o *Options) { o.SegmentSize = 256 << 10; o.ReclaimInterval = time.Millisecond })
+	defer s.Close()
+	q, _ := s.Queue("q", true)
+	const producers, per = 4, 2000
+	var wg sync.WaitGroup
+	var confirmed sync.WaitGroup
+	for p := 0; p < producers; p++ {
+		wg.Add(1)
+		go func(p int) {
+			defer wg.Done()
+			for i := 0; i < per; i++ {
+				confirmed.Add(1)
+				q.Append([]segment.Record{rec(p*per+i, i%2 == 0)}, func(err error) {
+					if err != nil {
+						t.Error(err)
+					}
+					confirmed.Done()
+				})
+			}
+		}(p)
+	}
+	seen := make([]bool, producers*per)
+	var mu sync.Mutex
+	var consumers sync.WaitGroup
+	total := 0
+	for c := 0; c < 3; c++ {
+		consumers.Add(1)
+		go func(c int) {
+			defer consumers.Done()
+			rng := rand.New(rand.NewPCG(uint64(c), 9))
+			var buf []Message
+			for {
+				mu.Lock()
+				if total == producers*per {
+					mu.Unlock()
+					return
+				}
+				mu.Unlock()
+				buf = q.NextReady(buf[:0], 16)
+				var acks, requeue []uint64
+				for _, m := range buf {
+					if !m.Redelivered && rng.IntN(10) == 0 {
+						requeue = append(requeue, m.Seq)
+						continue
+					}
+					acks = append(acks, m.Seq)
+				}
+				q.Requeue(requeue)
+				mu.Lock()
+				for _, m := range buf {
+					if slices.Contains(acks, m.Seq) {
+						id := idOf(t, m)
+						if seen[id] {
+							t.Errorf("message %d acked twice", id)
+						}
+						seen[id] = true
+						total++
+					}
+				}
+				mu.Unlock()
+				if n := q.AckMany(acks); n != len(acks) {
+					t.Errorf("AckMany = %d of %d", n, len(acks))
+				}
+				if len(buf) == 0 {
+					time.Sleep(100 * time.Microsecond)
+				}
+			}
+		}(c)
+	}
+	wg.Wait()
+	confirmed.Wait()
+	consumers.Wait()
+	checkCounts(t, q, 0, 0)
+	if q.acks.watermark != producers*per+1 || len(q.acks.ranges) != 0 {
+		t.Fatalf("watermark %d, ranges %v", q.acks.watermark, q.acks.ranges)
+	}
+}
