@@ -83,7 +83,8 @@
 //
 // Seal writes the pending records as one chunk with write(2); Sync fdatasyncs.
 // The Syncer batches both across logs: each round seals and fdatasyncs every
-// dirty log, runs an optional hook (the store's index commit), then calls the
+// dirty log (several logs in parallel, so both cores compress), runs an
+// optional hook (the store's index commit), then calls the
 // waiters registered before the round began. While one round runs the next
 // batch gathers, so under load chunks grow and compress better and at idle a
 // lone append is synced at once.

@@ -85,6 +85,7 @@ type Log struct {
 	gaps  []Gap
 	rec   Recovery
 	stats Stats
+	view  Record // scratch for View, so it does not allocate
 
 	// Syncer bookkeeping, guarded by the Syncer's mutex or owned by its loop.
 	syncDirty bool
@@ -730,10 +731,13 @@ func (l *Log) View(seq uint64, fn func(*Record) error) error {
 	if err := l.findLocked(seq, &v); err != nil {
 		return err
 	}
-	r := Record{Seq: seq, Timestamp: v.ts, Flags: v.flags,
+	r := &l.view
+	*r = Record{Seq: seq, Timestamp: v.ts, Flags: v.flags,
 		Exchange: bytesString(v.exchange), RoutingKey: bytesString(v.key),
 		Props: v.props, Body: v.body}
-	return fn(&r)
+	err := fn(r)
+	*r = Record{}
+	return err
 }
 
 // bytesString views b as a string; b must never be modified afterwards

@@ -120,21 +120,20 @@ func (s *Syncer) loop() {
 		s.rounds++
 		s.mu.Unlock()
 
-		for _, l := range logs {
-			err := l.Seal()
-			if err == nil {
-				err = l.Sync()
+		if len(logs) == 1 {
+			s.commit(logs[0])
+		} else {
+			// Logs are sealed (compressed) and fsynced in parallel: both
+			// cores compress, and the filesystem can merge the fsyncs.
+			var wg sync.WaitGroup
+			wg.Add(len(logs))
+			for _, l := range logs {
+				go func() {
+					defer wg.Done()
+					s.commit(l)
+				}()
 			}
-			if errors.Is(err, ErrClosed) {
-				// Close sealed and synced everything it had.
-				l.mu.Lock()
-				err = l.closeErr
-				l.mu.Unlock()
-			}
-			if err != nil {
-				s.opts.Logger.Error().Err(err).Str("dir", l.dir).Msg("segment: sync round failed")
-			}
-			l.roundErr = err
+			wg.Wait()
 		}
 		var hookErr error
 		if s.opts.Hook != nil {
@@ -153,6 +152,25 @@ func (s *Syncer) loop() {
 		s.spareLogs, s.spareWaiters = logs[:0], ws[:0]
 		s.mu.Unlock()
 	}
+}
+
+// commit seals and fsyncs one log of a round, leaving the outcome in
+// l.roundErr for the round's waiters.
+func (s *Syncer) commit(l *Log) {
+	err := l.Seal()
+	if err == nil {
+		err = l.Sync()
+	}
+	if errors.Is(err, ErrClosed) {
+		// Close sealed and synced everything it had.
+		l.mu.Lock()
+		err = l.closeErr
+		l.mu.Unlock()
+	}
+	if err != nil {
+		s.opts.Logger.Error().Err(err).Str("dir", l.dir).Msg("segment: sync round failed")
+	}
+	l.roundErr = err
 }
 
 // Close stops the Syncer after a last round that completes every pending
