@@ -11,7 +11,7 @@ import (
 )
 
 // fillMethod sets every field of m to a pseudo-random value of its type.
-func fillMethod(t *testing.T, m Method, rng *rand.Rand) {
+func fillMethod(t testing.TB, m Method, rng *rand.Rand) {
 	t.Helper()
 	v := reflect.ValueOf(m).Elem()
 	for i := 0; i < v.NumField(); i++ {

@@ -647,9 +647,7 @@ func (m *ConnectionCloseOk) AppendTo(dst []byte) []byte {
 	return dst
 }
 
-func (m *ConnectionCloseOk) read(r *Reader) {
-	_ = r
-}
+func (*ConnectionCloseOk) read(*Reader) {}
 
 // ConnectionBlocked is the connection.blocked method (10, 60).
 type ConnectionBlocked struct {
@@ -707,9 +705,7 @@ func (m *ConnectionUnblocked) AppendTo(dst []byte) []byte {
 	return dst
 }
 
-func (m *ConnectionUnblocked) read(r *Reader) {
-	_ = r
-}
+func (*ConnectionUnblocked) read(*Reader) {}
 
 // ConnectionUpdateSecret is the connection.update-secret method (10, 70).
 type ConnectionUpdateSecret struct {
@@ -770,9 +766,7 @@ func (m *ConnectionUpdateSecretOk) AppendTo(dst []byte) []byte {
 	return dst
 }
 
-func (m *ConnectionUpdateSecretOk) read(r *Reader) {
-	_ = r
-}
+func (*ConnectionUpdateSecretOk) read(*Reader) {}
 
 // ChannelOpen is the channel.open method (20, 10).
 type ChannelOpen struct {
@@ -981,9 +975,7 @@ func (m *ChannelCloseOk) AppendTo(dst []byte) []byte {
 	return dst
 }
 
-func (m *ChannelCloseOk) read(r *Reader) {
-	_ = r
-}
+func (*ChannelCloseOk) read(*Reader) {}
 
 // ExchangeDeclare is the exchange.declare method (40, 10).
 type ExchangeDeclare struct {
@@ -1082,9 +1074,7 @@ func (m *ExchangeDeclareOk) AppendTo(dst []byte) []byte {
 	return dst
 }
 
-func (m *ExchangeDeclareOk) read(r *Reader) {
-	_ = r
-}
+func (*ExchangeDeclareOk) read(*Reader) {}
 
 // ExchangeDelete is the exchange.delete method (40, 20).
 type ExchangeDelete struct {
@@ -1162,9 +1152,7 @@ func (m *ExchangeDeleteOk) AppendTo(dst []byte) []byte {
 	return dst
 }
 
-func (m *ExchangeDeleteOk) read(r *Reader) {
-	_ = r
-}
+func (*ExchangeDeleteOk) read(*Reader) {}
 
 // ExchangeBind is the exchange.bind method (40, 30).
 type ExchangeBind struct {
@@ -1246,9 +1234,7 @@ func (m *ExchangeBindOk) AppendTo(dst []byte) []byte {
 	return dst
 }
 
-func (m *ExchangeBindOk) read(r *Reader) {
-	_ = r
-}
+func (*ExchangeBindOk) read(*Reader) {}
 
 // ExchangeUnbind is the exchange.unbind method (40, 40).
 type ExchangeUnbind struct {
@@ -1330,9 +1316,7 @@ func (m *ExchangeUnbindOk) AppendTo(dst []byte) []byte {
 	return dst
 }
 
-func (m *ExchangeUnbindOk) read(r *Reader) {
-	_ = r
-}
+func (*ExchangeUnbindOk) read(*Reader) {}
 
 // QueueDeclare is the queue.declare method (50, 10).
 type QueueDeclare struct {
@@ -1520,9 +1504,7 @@ func (m *QueueBindOk) AppendTo(dst []byte) []byte {
 	return dst
 }
 
-func (m *QueueBindOk) read(r *Reader) {
-	_ = r
-}
+func (*QueueBindOk) read(*Reader) {}
 
 // QueueUnbind is the queue.unbind method (50, 50).
 type QueueUnbind struct {
@@ -1592,9 +1574,7 @@ func (m *QueueUnbindOk) AppendTo(dst []byte) []byte {
 	return dst
 }
 
-func (m *QueueUnbindOk) read(r *Reader) {
-	_ = r
-}
+func (*QueueUnbindOk) read(*Reader) {}
 
 // QueuePurge is the queue.purge method (50, 30).
 type QueuePurge struct {
@@ -1831,9 +1811,7 @@ func (m *BasicQosOk) AppendTo(dst []byte) []byte {
 	return dst
 }
 
-func (m *BasicQosOk) read(r *Reader) {
-	_ = r
-}
+func (*BasicQosOk) read(*Reader) {}
 
 // BasicConsume is the basic.consume method (60, 20).
 type BasicConsume struct {
@@ -2473,9 +2451,7 @@ func (m *BasicRecoverOk) AppendTo(dst []byte) []byte {
 	return dst
 }
 
-func (m *BasicRecoverOk) read(r *Reader) {
-	_ = r
-}
+func (*BasicRecoverOk) read(*Reader) {}
 
 // BasicNack is the basic.nack method (60, 120).
 type BasicNack struct {
@@ -2550,9 +2526,7 @@ func (m *TxSelect) AppendTo(dst []byte) []byte {
 	return dst
 }
 
-func (m *TxSelect) read(r *Reader) {
-	_ = r
-}
+func (*TxSelect) read(*Reader) {}
 
 // TxSelectOk is the tx.select-ok method (90, 11).
 type TxSelectOk struct {
@@ -2579,9 +2553,7 @@ func (m *TxSelectOk) AppendTo(dst []byte) []byte {
 	return dst
 }
 
-func (m *TxSelectOk) read(r *Reader) {
-	_ = r
-}
+func (*TxSelectOk) read(*Reader) {}
 
 // TxCommit is the tx.commit method (90, 20).
 type TxCommit struct {
@@ -2608,9 +2580,7 @@ func (m *TxCommit) AppendTo(dst []byte) []byte {
 	return dst
 }
 
-func (m *TxCommit) read(r *Reader) {
-	_ = r
-}
+func (*TxCommit) read(*Reader) {}
 
 // TxCommitOk is the tx.commit-ok method (90, 21).
 type TxCommitOk struct {
@@ -2637,9 +2607,7 @@ func (m *TxCommitOk) AppendTo(dst []byte) []byte {
 	return dst
 }
 
-func (m *TxCommitOk) read(r *Reader) {
-	_ = r
-}
+func (*TxCommitOk) read(*Reader) {}
 
 // TxRollback is the tx.rollback method (90, 30).
 type TxRollback struct {
@@ -2666,9 +2634,7 @@ func (m *TxRollback) AppendTo(dst []byte) []byte {
 	return dst
 }
 
-func (m *TxRollback) read(r *Reader) {
-	_ = r
-}
+func (*TxRollback) read(*Reader) {}
 
 // TxRollbackOk is the tx.rollback-ok method (90, 31).
 type TxRollbackOk struct {
@@ -2695,9 +2661,7 @@ func (m *TxRollbackOk) AppendTo(dst []byte) []byte {
 	return dst
 }
 
-func (m *TxRollbackOk) read(r *Reader) {
-	_ = r
-}
+func (*TxRollbackOk) read(*Reader) {}
 
 // ConfirmSelect is the confirm.select method (85, 10).
 type ConfirmSelect struct {
@@ -2764,9 +2728,7 @@ func (m *ConfirmSelectOk) AppendTo(dst []byte) []byte {
 	return dst
 }
 
-func (m *ConfirmSelectOk) read(r *Reader) {
-	_ = r
-}
+func (*ConfirmSelectOk) read(*Reader) {}
 
 // methodKeys lists every generated method as class id << 16 | method id, in
 // specification order.
@@ -3366,7 +3328,7 @@ var propertyKinds = [...]propKind{
 // properties were present when decoded; when encoding, a property is written
 // if its flag is set or its value is non-zero.
 type Properties struct {
-	Flags           uint16
+	Flags           uint16    // Flag* bits of the properties present
 	ContentType     string    // content-type
 	ContentEncoding string    // content-encoding
 	Headers         Table     // headers

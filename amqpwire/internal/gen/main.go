@@ -506,12 +506,13 @@ func (m *{{.GoName}}) AppendTo(dst []byte) []byte {
 	return dst
 }
 
+{{if .Fields -}}
 func (m *{{.GoName}}) read(r *Reader) {
-	{{- if not .Fields}}
-	_ = r
-	{{- end}}
 	{{.Decode -}}
 }
+{{- else -}}
+func (*{{.GoName}}) read(*Reader) {}
+{{- end}}
 {{end}}
 
 // methodKeys lists every generated method as class id << 16 | method id, in
@@ -583,7 +584,7 @@ var propertyKinds = [...]propKind{
 // properties were present when decoded; when encoding, a property is written
 // if its flag is set or its value is non-zero.
 type Properties struct {
-	Flags uint16
+	Flags uint16 // Flag* bits of the properties present
 {{- range .Props}}
 	{{.GoName}} {{.GoType}} // {{.Name}}
 {{- end}}
