@@ -215,12 +215,17 @@ func TestExchangeErrors(t *testing.T) {
 	wantAMQPError(t, err, 403, "ACCESS_REFUSED - exchange name 'amq.custom' contains reserved prefix 'amq.*'")
 
 	ch, _ = c.Channel()
-	err = ch.PublishWithContext(context.Background(), "nope", "k", false, false, amqp.Publishing{Body: []byte("x")})
-	if err == nil {
-		// The error arrives asynchronously as a channel close.
-		_, err = ch.QueueDeclare("", false, true, true, false, nil)
+	chClosed := ch.NotifyClose(make(chan *amqp.Error, 1))
+	if err := ch.PublishWithContext(context.Background(), "nope", "k", false, false, amqp.Publishing{Body: []byte("x")}); err != nil {
+		t.Fatal(err)
 	}
-	wantAMQPError(t, err, 404, "NOT_FOUND - no exchange 'nope' in vhost '/'")
+	select {
+	case e := <-chClosed:
+		// The error arrives asynchronously as a channel close.
+		wantAMQPError(t, e, 404, "NOT_FOUND - no exchange 'nope' in vhost '/'")
+	case <-time.After(5 * time.Second):
+		t.Fatal("publish to a missing exchange did not close the channel")
+	}
 
 	// Unknown exchange type is a connection error (503).
 	ch, _ = c.Channel()

@@ -52,7 +52,7 @@ type channel struct {
 	consMu         sync.Mutex
 	consumers      map[string]*consumer
 	prefetch       uint16 // for consumers created from now on
-	globalPrefetch uint16
+	globalPrefetch atomic.Int32
 	unackedN       atomic.Int32 // deliveries not yet acked, for the global limit
 
 	// Delivery bookkeeping: tags are assigned under umu, in order.

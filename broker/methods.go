@@ -259,7 +259,7 @@ func (ch *channel) basicQos(m *amqpwire.BasicQos) error {
 		return amqpErr(amqpwire.NotImplemented, m, "prefetch_size!=0 (%d)", m.PrefetchSize)
 	}
 	if m.Global {
-		ch.globalPrefetch = m.PrefetchCount
+		ch.globalPrefetch.Store(int32(m.PrefetchCount))
 	} else {
 		ch.prefetch = m.PrefetchCount
 	}

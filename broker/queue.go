@@ -58,7 +58,7 @@ func (c *consumer) credit() int {
 	if c.prefetch > 0 {
 		n = int(c.prefetch - c.unacked.Load())
 	}
-	if g := int32(c.ch.globalPrefetch); g > 0 {
+	if g := c.ch.globalPrefetch.Load(); g > 0 {
 		if m := int(g - c.ch.unackedN.Load()); m < n {
 			n = m
 		}
@@ -83,7 +83,7 @@ func (q *queue) publish(recs []segment.Record, onDurable func(error)) {
 	if onDurable == nil {
 		onDurable = noopDurable
 	}
-	if err := q.sq.Append(recs, onDurable); err != nil {
+	if _, err := q.sq.Append(recs, onDurable); err != nil {
 		q.vh.s.log.Error().Err(err).Str("queue", q.name).Msg("append failed")
 	}
 	q.deliverLocked()
@@ -103,8 +103,8 @@ func (q *queue) kick() {
 func (q *queue) settle(acks, requeues []uint64) {
 	q.mu.Lock()
 	if !q.deleted {
-		for _, s := range acks {
-			q.sq.Ack(s)
+		if len(acks) > 0 {
+			q.sq.AckMany(acks)
 		}
 		if len(requeues) > 0 {
 			q.sq.Requeue(requeues)

@@ -115,6 +115,10 @@ func New(cfg Config) (*Server, error) {
 		Dir:         cfg.DataDir,
 		SegmentSize: cfg.SegmentSize,
 		Logger:      cfg.Logger,
+		// Ack and delivery state must survive a kill -9, or acked messages
+		// return and redelivered flags are lost: pebble keeps unsynced WAL
+		// writes in its own buffer.
+		SyncIndex: true,
 	})
 	if err != nil {
 		lock.Close()
