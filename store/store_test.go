@@ -620,3 +620,104 @@ func TestConcurrentProducersConsumers(t *testing.T) {
 		t.Fatalf("watermark %d, ranges %v", q.acks.watermark, q.acks.ranges)
 	}
 }
+
+// TestStateNeverClaimsUndurable checks the commit side of the durability
+// order: acks of records not yet fsynced are not written to the index.
+func TestStateNeverClaimsUndurable(t *testing.T) {
+	s := open(t, vfs.Default, t.TempDir())
+	defer s.Close()
+	q, _ := s.Queue("q", true)
+	appendN(t, q, 0, 3, true)
+	// Bypass the Syncer: records 4..8 stay unsynced in the log.
+	q.mu.Lock()
+	recs := []segment.Record{rec(3, true), rec(4, true), rec(5, true), rec(6, true), rec(7, true)}
+	first, err := q.log.Append(recs...)
+	q.next, q.ready = first+5, q.ready+5
+	q.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.mu.Lock()
+	for _, m := range q.NextReadyLockedForTesting(8) {
+		q.acks.add(m, m+1)
+	}
+	q.mu.Unlock()
+	st, ok := q.stateForCommit()
+	if !ok {
+		t.Fatal("no state for a durable queue")
+	}
+	if d := q.log.DurableNext(); st.Watermark > d || st.NextSeq > d || st.Delivered > d || len(st.Acked) != 0 {
+		t.Fatalf("state %+v claims beyond durable %d", st, d)
+	}
+	if st.Watermark != 4 {
+		t.Fatalf("watermark %d, want the durable 4", st.Watermark)
+	}
+	q.mu.Lock()
+	dirty := q.dirty
+	q.mu.Unlock()
+	if !dirty {
+		t.Fatal("clipped state not scheduled for the next commit")
+	}
+}
+
+// NextReadyLockedForTesting marks up to n ready sequences delivered and
+// returns them; q.mu must be held.
+func (q *Queue) NextReadyLockedForTesting(n int) []uint64 {
+	var out []uint64
+	for len(out) < n && q.cursor < q.next {
+		out = append(out, q.cursor)
+		q.cursor++
+		q.ready--
+	}
+	return out
+}
+
+// TestRecoveryClampsIndexToLog checks the recovery side: index state that
+// claims more than the log holds (acks of records lost in a crash) is cut
+// to the log, so new messages are not hidden.
+func TestRecoveryClampsIndexToLog(t *testing.T) {
+	cases := []struct {
+		st         index.LogState
+		ready      int
+		want       []uint64
+		redelivers []bool
+	}{
+		{index.LogState{NextSeq: 100, Watermark: 3, Acked: []index.Range{{Lo: 5, Hi: 50}}, Delivered: 90}, 2,
+			[]uint64{3, 4, 6, 7}, []bool{true, true, false, false}},
+		{index.LogState{NextSeq: 300, Watermark: 200, Acked: []index.Range{{Lo: 201, Hi: 250}}, Delivered: 300}, 0,
+			[]uint64{6, 7}, []bool{false, false}},
+		{index.LogState{NextSeq: 1, Watermark: 0}, 5, // older than segment removal: raised to the log's first
+			[]uint64{1, 2, 3, 4, 5, 6, 7}, []bool{false, false, false, false, false, false, false}},
+	}
+	for i, c := range cases {
+		dir := t.TempDir()
+		s := open(t, vfs.Default, dir)
+		q, _ := s.Queue("q", true)
+		appendN(t, q, 0, 5, true)
+		s.Close()
+		db, err := index.Open(filepath.Join(dir, indexDir), index.Options{Logger: zerolog.Nop()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := db.NewBatch()
+		b.SetLogState("q", c.st)
+		if err := b.Commit(true); err != nil {
+			t.Fatal(err)
+		}
+		db.Close()
+		s = open(t, vfs.Default, dir)
+		q, _ = s.Queue("q", true)
+		checkCounts(t, q, c.ready, 0)
+		appendN(t, q, 100, 2, true)
+		got := q.NextReady(nil, 10)
+		if !slices.Equal(seqs(got), c.want) {
+			t.Fatalf("case %d: after clamped recovery: %v, want %v", i, seqs(got), c.want)
+		}
+		for j, m := range got {
+			if m.Redelivered != c.redelivers[j] {
+				t.Fatalf("case %d: seq %d redelivered = %v", i, m.Seq, m.Redelivered)
+			}
+		}
+		s.Close()
+	}
+}
