@@ -16,18 +16,18 @@ import (
 //	  than 16 bytes keeps what fits and carries no time below 8 bytes.
 //
 // JSON bodies are one document padded to the size with a filler string or
-// trailing spaces; the time sits at a fixed offset so it is rewritten in
-// place:
+// trailing spaces; the time is a zero-padded decimal string at a fixed
+// offset so it is rewritten in place:
 //
-//	{"ts":0001700000000000000000,"p":00000003,"pad":"qxv..."}
+//	{"ts":"1700000000000000000","p":"00000003","pad":"qxv..."}
 //
-// JSON bodies are at least 26 bytes ({"ts":<19 digits>}) whatever the size.
+// JSON bodies are at least 28 bytes ({"ts":"<19 digits>"}) whatever the size.
 const (
-	jsonTSPrefix = `{"ts":`
+	jsonTSPrefix = `{"ts":"`
 	jsonTSDigits = 19
-	jsonMinSize  = len(jsonTSPrefix) + jsonTSDigits + 1 // {"ts":N}
-	jsonIDSize   = jsonMinSize + len(`,"p":00000000`)   // {"ts":N,"p":N}
-	jsonPadSize  = jsonIDSize + len(`,"pad":""`)        // {"ts":N,"p":N,"pad":""}
+	jsonMinSize  = len(jsonTSPrefix) + jsonTSDigits + 2 // {"ts":"N"}
+	jsonIDSize   = jsonMinSize + len(`,"p":"00000000"`) // {"ts":"N","p":"N"}
+	jsonPadSize  = jsonIDSize + len(`,"pad":""`)        // {"ts":"N","p":"N","pad":""}
 )
 
 // bodyWriter owns one reusable body and stamps it before each publish.
@@ -60,19 +60,20 @@ func jsonBody(size int, producer uint32, rng *rand.Rand) []byte {
 	b := make([]byte, 0, n)
 	b = append(b, jsonTSPrefix...)
 	b = appendDigits(b, 0, jsonTSDigits)
+	b = append(b, '"')
 	switch {
 	case n >= jsonPadSize:
-		b = append(b, `,"p":`...)
+		b = append(b, `,"p":"`...)
 		b = appendDigits(b, uint64(producer%100_000_000), 8)
-		b = append(b, `,"pad":"`...)
+		b = append(b, `","pad":"`...)
 		for len(b) < n-2 {
 			b = append(b, byte('a'+rng.IntN(26)))
 		}
 		b = append(b, `"}`...)
 	case n >= jsonIDSize:
-		b = append(b, `,"p":`...)
+		b = append(b, `,"p":"`...)
 		b = appendDigits(b, uint64(producer%100_000_000), 8)
-		b = append(b, '}')
+		b = append(b, `"}`...)
 	default:
 		b = append(b, '}')
 	}
