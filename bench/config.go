@@ -48,7 +48,8 @@ const (
 // Config describes one load-generation run. The zero value is not valid:
 // start from DefaultConfig. Field comments name the matching warrenperf flag.
 type Config struct {
-	// ID labels the run in progress lines and results (--id).
+	// ID labels the run in progress lines, connection names and results;
+	// Run picks warrenperf-HHMMSS when empty (--id).
 	ID string `json:"id"`
 	// URIs are the brokers; producer i and consumer j connect to
 	// URIs[i%len] and URIs[j%len] (--uri, repeatable).

@@ -38,6 +38,9 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if cfg.BacklogSlice == 0 {
 		cfg.BacklogSlice = 100_000
 	}
+	if cfg.ID == "" {
+		cfg.ID = "warrenperf-" + time.Now().Format("150405")
+	}
 	r := newRunner(cfg)
 	return r.run(ctx)
 }
