@@ -337,6 +337,19 @@ func TestMandatoryReturn(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("no basic.return")
 	}
+	// Through the default exchange, to a queue that does not exist.
+	if err := ch.PublishWithContext(context.Background(), "", "no-such-queue", true, false,
+		amqp.Publishing{Body: []byte("ret2")}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-returns:
+		if r.ReplyCode != 312 || string(r.Body) != "ret2" {
+			t.Fatalf("return: %+v", r)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no basic.return for the default exchange")
+	}
 }
 
 func TestPrefetchAndRedelivery(t *testing.T) {
@@ -649,4 +662,142 @@ func TestChannelErrorsAreSoft(t *testing.T) {
 	if _, err := ch2.QueueDeclare("ok", false, false, false, false, nil); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func TestDeadLetterOnReject(t *testing.T) {
+	b := startBroker(t, "")
+	_, ch := b.channel()
+	ch.ExchangeDeclare("dlx", "fanout", false, false, false, false, nil)
+	ch.QueueDeclare("dead", false, false, false, false, nil)
+	ch.QueueBind("dead", "", "dlx", false, nil)
+	if _, err := ch.QueueDeclare("work", false, false, false, false, amqp.Table{
+		"x-dead-letter-exchange": "dlx", "x-dead-letter-routing-key": "dl-key"}); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, ch, "", "work", amqp.Publishing{Body: []byte("poison"), Expiration: "60000", Headers: amqp.Table{"h": "v"}})
+	m, ok, err := ch.Get("work", false)
+	if err != nil || !ok {
+		t.Fatal(ok, err)
+	}
+	if err := m.Reject(false); err != nil {
+		t.Fatal(err)
+	}
+	var d amqp.Delivery
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		d, ok, err = ch.Get("dead", true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !ok || string(d.Body) != "poison" || d.RoutingKey != "dl-key" || d.Headers["h"] != "v" || d.Expiration != "" {
+		t.Fatalf("dead-lettered: ok=%v %+v", ok, d)
+	}
+	deaths, _ := d.Headers["x-death"].([]any)
+	if len(deaths) != 1 {
+		t.Fatalf("x-death: %#v", d.Headers["x-death"])
+	}
+	death := deaths[0].(amqp.Table)
+	if death["reason"] != "rejected" || death["queue"] != "work" || death["count"] != int64(1) || death["original-expiration"] != "60000" {
+		t.Fatalf("x-death entry: %#v", death)
+	}
+	if d.Headers["x-first-death-reason"] != "rejected" {
+		t.Fatalf("headers: %#v", d.Headers)
+	}
+	// Nothing left in the original queue.
+	if _, ok, _ := ch.Get("work", true); ok {
+		t.Fatal("rejected message still in its queue")
+	}
+}
+
+func TestMessageTTLAndDeadLetter(t *testing.T) {
+	b := startBroker(t, "")
+	_, ch := b.channel()
+	ch.QueueDeclare("expired", false, false, false, false, nil)
+	if _, err := ch.QueueDeclare("ttl", false, false, false, false, amqp.Table{
+		"x-message-ttl": int32(100), "x-dead-letter-exchange": "", "x-dead-letter-routing-key": "expired"}); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, ch, "", "ttl", amqp.Publishing{Body: []byte("short-lived")})
+	// Per-message expiration on a queue without TTL.
+	ch.QueueDeclare("plain", false, false, false, false, nil)
+	publish(t, ch, "", "plain", amqp.Publishing{Expiration: "50", Body: []byte("m")})
+	publish(t, ch, "", "plain", amqp.Publishing{Body: []byte("stays")})
+	q, _ := ch.QueueDeclarePassive("ttl", false, false, false, false, nil)
+	if q.Messages != 1 {
+		t.Fatalf("before expiry: %d messages", q.Messages)
+	}
+	time.Sleep(300 * time.Millisecond)
+	q, _ = ch.QueueDeclarePassive("ttl", false, false, false, false, nil)
+	if q.Messages != 0 {
+		t.Fatalf("after expiry: %d messages", q.Messages)
+	}
+	m, ok, err := ch.Get("expired", true)
+	if err != nil || !ok || string(m.Body) != "short-lived" {
+		t.Fatalf("expired message not dead-lettered: %v %v", ok, err)
+	}
+	if d := m.Headers["x-death"].([]any)[0].(amqp.Table); d["reason"] != "expired" {
+		t.Fatalf("x-death: %#v", d)
+	}
+	m, ok, _ = ch.Get("plain", true)
+	if !ok || string(m.Body) != "stays" {
+		t.Fatalf("per-message expiration: ok=%v body=%q", ok, m.Body)
+	}
+}
+
+func TestMaxLengthDropsHead(t *testing.T) {
+	b := startBroker(t, "")
+	_, ch := b.channel()
+	ch.QueueDeclare("ml", false, false, false, false, amqp.Table{"x-max-length": int32(3)})
+	for i := 0; i < 5; i++ {
+		publish(t, ch, "", "ml", amqp.Publishing{Body: []byte{byte('0' + i)}})
+	}
+	var got []string
+	for {
+		m, ok, err := ch.Get("ml", true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			break
+		}
+		got = append(got, string(m.Body))
+	}
+	if strings.Join(got, "") != "234" {
+		t.Fatalf("x-max-length kept %v", got)
+	}
+}
+
+func TestQueueExpires(t *testing.T) {
+	b := startBroker(t, "")
+	c, ch := b.channel()
+	ch.QueueDeclare("idle", false, false, false, false, amqp.Table{"x-expires": int32(100)})
+	time.Sleep(400 * time.Millisecond)
+	_, err := ch.QueueDeclarePassive("idle", false, false, false, false, nil)
+	wantAMQPError(t, err, 404, "")
+	ch, _ = c.Channel()
+	_, err = ch.QueueDeclare("prio", false, false, false, false, amqp.Table{"x-max-priority": int32(10)})
+	wantAMQPError(t, err, 540, "")
+}
+
+func TestSingleActiveConsumer(t *testing.T) {
+	b := startBroker(t, "")
+	c, ch := b.channel()
+	ch.QueueDeclare("sac", false, false, false, false, amqp.Table{"x-single-active-consumer": true})
+	ch1, _ := c.Channel()
+	ch2, _ := c.Channel()
+	d1, _ := ch1.Consume("sac", "first", true, false, false, false, nil)
+	d2, _ := ch2.Consume("sac", "second", true, false, false, false, nil)
+	for i := 0; i < 6; i++ {
+		publish(t, ch, "", "sac", amqp.Publishing{Body: []byte("x")})
+	}
+	recvN(t, d1, 6)
+	expectNone(t, d2, 100*time.Millisecond)
+	ch1.Cancel("first", false)
+	publish(t, ch, "", "sac", amqp.Publishing{Body: []byte("y")})
+	recvN(t, d2, 1)
 }

@@ -4,6 +4,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/warrenmq/warren/amqpwire"
 	"github.com/warrenmq/warren/segment"
@@ -89,6 +90,7 @@ type queueBatch struct {
 
 type ackBatch struct {
 	acks     []uint64
+	discards []uint64
 	requeues []uint64
 	cons     []*consumer
 }
@@ -411,21 +413,18 @@ func (ch *channel) flush() {
 func (ch *channel) flushPublishes() {
 	vh := ch.c.vh
 	snap := vh.routes()
+	now := time.Now().UnixMilli()
 	var lo, hi uint64
 	for i := range ch.batch {
 		pp := &ch.batch[i]
 		ch.routeBuf = vh.route(snap, pp.exchange, pp.key, pp.props, ch.routeBuf[:0])
-		if len(ch.routeBuf) == 0 {
-			if pp.mandatory {
-				ch.c.sendReturn(ch.id, amqpwire.NoRoute, "NO_ROUTE", pp.exchange, pp.key, pp.props, pp.body)
-			}
-			continue
-		}
+		routed := false
 		for _, qname := range ch.routeBuf {
 			q := vh.queueByName(qname)
 			if q == nil {
-				continue
+				continue // the default exchange names queues that may not exist
 			}
+			routed = true
 			qb := ch.qbatch[q]
 			if qb == nil {
 				qb = &queueBatch{}
@@ -441,8 +440,11 @@ func (ch *channel) flushPublishes() {
 					qb.durSeq = true
 				}
 			}
-			qb.recs = append(qb.recs, segment.Record{Exchange: pp.exchange, RoutingKey: pp.key,
+			qb.recs = append(qb.recs, segment.Record{Timestamp: now, Exchange: pp.exchange, RoutingKey: pp.key,
 				Props: pp.props, Body: pp.body, Flags: flags})
+		}
+		if !routed && pp.mandatory {
+			ch.c.sendReturn(ch.id, amqpwire.NoRoute, "NO_ROUTE", pp.exchange, pp.key, pp.props, pp.body)
 		}
 	}
 	if ch.confirm {
@@ -608,12 +610,15 @@ func (ch *channel) settle(m amqpwire.Method, tag uint64, multiple, nack, requeue
 			ab = &ackBatch{}
 			ch.acks[d.q] = ab
 		}
-		if len(ab.acks) == 0 && len(ab.requeues) == 0 && len(ab.cons) == 0 {
+		if len(ab.acks) == 0 && len(ab.discards) == 0 && len(ab.requeues) == 0 && len(ab.cons) == 0 {
 			ch.aorder = append(ch.aorder, d.q)
 		}
-		if nack && requeue {
+		switch {
+		case nack && requeue:
 			ab.requeues = append(ab.requeues, d.seq)
-		} else {
+		case nack:
+			ab.discards = append(ab.discards, d.seq)
+		default:
 			ab.acks = append(ab.acks, d.seq)
 		}
 		if d.cons != nil {
@@ -658,9 +663,9 @@ func (ch *channel) compactLocked() {
 func (ch *channel) flushAcks() {
 	for _, q := range ch.aorder {
 		ab := ch.acks[q]
-		q.settle(ab.acks, ab.requeues)
+		q.settle(ab.acks, ab.discards, ab.requeues)
 		clear(ab.cons)
-		ab.acks, ab.requeues, ab.cons = ab.acks[:0], ab.requeues[:0], ab.cons[:0]
+		ab.acks, ab.discards, ab.requeues, ab.cons = ab.acks[:0], ab.discards[:0], ab.requeues[:0], ab.cons[:0]
 	}
 	clear(ch.aorder)
 	ch.aorder = ch.aorder[:0]
@@ -690,14 +695,13 @@ func (ch *channel) txCommit(m *amqpwire.TxCommit) error {
 		props := arena[p.propsOff : p.propsOff+p.propsLen]
 		body := arena[p.bodyOff : p.bodyOff+p.bodyLen]
 		ch.routeBuf = vh.route(snap, p.exchange, p.key, props, ch.routeBuf[:0])
-		if len(ch.routeBuf) == 0 && p.mandate {
-			ch.c.sendReturn(ch.id, amqpwire.NoRoute, "NO_ROUTE", p.exchange, p.key, props, body)
-		}
+		routed := false
 		for _, qn := range ch.routeBuf {
 			q := vh.queueByName(qn)
 			if q == nil {
 				continue
 			}
+			routed = true
 			var flags uint8
 			if p.persistent {
 				flags = segment.FlagPersistent
@@ -705,7 +709,11 @@ func (ch *channel) txCommit(m *amqpwire.TxCommit) error {
 			if _, ok := groups[q]; !ok {
 				order = append(order, q)
 			}
-			groups[q] = append(groups[q], segment.Record{Exchange: p.exchange, RoutingKey: p.key, Props: props, Body: body, Flags: flags})
+			groups[q] = append(groups[q], segment.Record{Timestamp: time.Now().UnixMilli(), Exchange: p.exchange,
+				RoutingKey: p.key, Props: props, Body: body, Flags: flags})
+		}
+		if !routed && p.mandate {
+			ch.c.sendReturn(ch.id, amqpwire.NoRoute, "NO_ROUTE", p.exchange, p.key, props, body)
 		}
 	}
 	for _, q := range order {
@@ -783,7 +791,7 @@ func (ch *channel) requeueAll() {
 	ch.unackedN.Store(0)
 	ch.umu.Unlock()
 	for _, q := range order {
-		q.settle(nil, byQ[q])
+		q.settle(nil, nil, byQ[q])
 	}
 }
 

@@ -111,8 +111,10 @@ func (vh *vhost) load() error {
 		if err != nil {
 			return fmt.Errorf("broker: open queue %s/%s: %w", vh.name, qd.Name, err)
 		}
-		vh.queues[qd.Name] = &queue{vh: vh, name: qd.Name, id: qd.ID, durable: true, autoDelete: qd.AutoDelete,
+		q := &queue{vh: vh, name: qd.Name, id: qd.ID, durable: true, autoDelete: qd.AutoDelete,
 			args: decodeArgs(qd.Arguments), sq: sq}
+		q.queueLimits()
+		vh.queues[qd.Name] = q
 	}
 	bs, err := idx.Bindings(vh.name)
 	if err != nil {
@@ -130,6 +132,14 @@ func (vh *vhost) load() error {
 	}
 	vh.publishQueuesLocked()
 	vh.refreshLocked()
+	for _, q := range vh.queues {
+		q.mu.Lock()
+		q.touchLocked()
+		if q.mayExpire() {
+			q.expireHeadLocked()
+		}
+		q.unlock()
+	}
 	return nil
 }
 

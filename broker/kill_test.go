@@ -138,15 +138,11 @@ func TestKill9KeepsConfirmedMessages(t *testing.T) {
 			cmu.Unlock()
 		}
 	}()
-	stop := time.After(1500 * time.Millisecond)
+	// Kill the broker while the publisher is still going.
+	killed := make(chan struct{})
+	time.AfterFunc(400*time.Millisecond, func() { c.kill(); close(killed) })
 	var sent uint64
-publishing:
-	for {
-		select {
-		case <-stop:
-			break publishing
-		default:
-		}
+	for sent < 400000 {
 		sent++
 		body := make([]byte, 64)
 		binary.BigEndian.PutUint64(body, sent)
@@ -155,8 +151,7 @@ publishing:
 			break
 		}
 	}
-	time.Sleep(50 * time.Millisecond)
-	c.kill()
+	<-killed
 	conn.Close()
 	cconn.Close()
 	<-done

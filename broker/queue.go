@@ -1,7 +1,9 @@
 package broker
 
 import (
+	"encoding/binary"
 	"sync"
+	"time"
 	"sync/atomic"
 
 	"github.com/warrenmq/warren/amqpwire"
@@ -25,6 +27,14 @@ type queue struct {
 	args       amqpwire.Table
 	owner      *conn // exclusive owner
 
+	dlx, dlrk       string // x-dead-letter-exchange and -routing-key
+	hasDLX, hasDLRK bool
+	ttl             int64 // x-message-ttl in ms, -1 for none
+	maxLen          int64 // x-max-length, -1 for none
+	expires         int64 // x-expires in ms, -1 for none
+	sac             bool  // x-single-active-consumer
+	perMsgTTL       bool  // a message with an expiration property was seen
+
 	mu          sync.Mutex
 	sq          *store.Queue
 	consumers   []*consumer
@@ -34,6 +44,17 @@ type queue struct {
 	scratch     []store.Message
 	deliver     amqpwire.BasicDeliver
 	delivering  bool
+	deadQ       []segment.Record // dead letters to republish once unlocked
+	expiryTimer *time.Timer
+	expiryArmed bool
+	idleTimer   *time.Timer
+}
+
+// unlock releases q.mu and republishes the dead letters gathered under it.
+func (q *queue) unlock() {
+	dead := q.takeDeadLocked()
+	q.mu.Unlock()
+	q.vh.republish(dead)
 }
 
 // consumer is one basic.consume subscription.
@@ -83,11 +104,23 @@ func (q *queue) publish(recs []segment.Record, onDurable func(error)) {
 	if onDurable == nil {
 		onDurable = noopDurable
 	}
+	if !q.perMsgTTL {
+		for i := range recs {
+			if p := recs[i].Props; len(p) >= 2 && binary.BigEndian.Uint16(p)&amqpwire.FlagExpiration != 0 {
+				q.perMsgTTL = true
+				break
+			}
+		}
+	}
 	if _, err := q.sq.Append(recs, onDurable); err != nil {
 		q.vh.s.log.Error().Err(err).Str("queue", q.name).Msg("append failed")
 	}
+	q.enforceMaxLenLocked()
 	q.deliverLocked()
-	q.mu.Unlock()
+	if q.mayExpire() && !q.expiryArmed {
+		q.expireHeadLocked()
+	}
+	q.unlock()
 }
 
 func noopDurable(error) {}
@@ -96,22 +129,31 @@ func noopDurable(error) {}
 func (q *queue) kick() {
 	q.mu.Lock()
 	q.deliverLocked()
-	q.mu.Unlock()
+	q.unlock()
 }
 
-// settle acks and requeues store sequences, then delivers again.
-func (q *queue) settle(acks, requeues []uint64) {
+// settle acks, discards and requeues store sequences, then delivers again.
+// Discarded messages go to the dead-letter exchange if the queue has one.
+func (q *queue) settle(acks, discards, requeues []uint64) {
+	var dead []segment.Record
 	q.mu.Lock()
 	if !q.deleted {
 		if len(acks) > 0 {
 			q.sq.AckMany(acks)
+		}
+		if len(discards) > 0 {
+			if q.hasDLX {
+				dead = q.deadLetterLocked(discards, reasonRejected)
+			}
+			q.sq.AckMany(discards)
 		}
 		if len(requeues) > 0 {
 			q.sq.Requeue(requeues)
 		}
 		q.deliverLocked()
 	}
-	q.mu.Unlock()
+	q.deadQ = append(q.deadQ, dead...)
+	q.unlock()
 }
 
 // deliverLocked hands ready messages to consumers with credit, round-robin
@@ -137,6 +179,11 @@ func (q *queue) deliverLocked() {
 		msgs := q.sq.NextReady(q.scratch[:0], total)
 		if len(msgs) == 0 {
 			return
+		}
+		if q.mayExpire() {
+			if msgs = q.expiredLocked(msgs, time.Now().UnixMilli()); len(msgs) == 0 {
+				continue
+			}
 		}
 		n := 0
 		for i := range msgs {
@@ -170,6 +217,9 @@ func (q *queue) deliverLocked() {
 // round-robin within a priority.
 func (q *queue) pickLocked() *consumer {
 	n := len(q.consumers)
+	if q.sac && n > 1 {
+		n = 1 // single active consumer: the first one subscribed
+	}
 	var best *consumer
 	bestIdx := -1
 	for i := 0; i < n; i++ {
@@ -225,13 +275,23 @@ func (q *queue) sendLocked(c *consumer, m *store.Message) bool {
 // get serves basic.get: one message or nil.
 func (q *queue) get(ch *channel, noAck bool) (*amqpwire.BasicGetOk, *store.Message) {
 	q.mu.Lock()
-	defer q.mu.Unlock()
+	defer q.unlock()
 	if q.deleted {
 		return nil, nil
 	}
-	msgs := q.sq.NextReady(q.scratch[:0], 1)
-	if len(msgs) == 0 {
-		return nil, nil
+	q.touchLocked()
+	var msgs []store.Message
+	for {
+		msgs = q.sq.NextReady(q.scratch[:0], 1)
+		if len(msgs) == 0 {
+			return nil, nil
+		}
+		if !q.mayExpire() {
+			break
+		}
+		if msgs = q.expiredLocked(msgs, time.Now().UnixMilli()); len(msgs) > 0 {
+			break
+		}
 	}
 	m := msgs[0]
 	// Copy what outlives the lock: the record aliases the store's cache.
@@ -256,7 +316,7 @@ func (q *queue) get(ch *channel, noAck bool) (*amqpwire.BasicGetOk, *store.Messa
 // addConsumer subscribes c; it fails when the queue is in exclusive use.
 func (q *queue) addConsumer(c *consumer) (ok bool, exclusiveUse bool) {
 	q.mu.Lock()
-	defer q.mu.Unlock()
+	defer q.unlock()
 	if q.deleted {
 		return false, false
 	}
@@ -265,6 +325,7 @@ func (q *queue) addConsumer(c *consumer) (ok bool, exclusiveUse bool) {
 	}
 	q.consumers = append(q.consumers, c)
 	q.hadConsumer = true
+	q.touchLocked()
 	q.deliverLocked()
 	return true, false
 }
@@ -280,7 +341,9 @@ func (q *queue) removeConsumer(c *consumer, mayAutoDelete bool) {
 		}
 	}
 	auto := mayAutoDelete && q.autoDelete && q.hadConsumer && len(q.consumers) == 0 && !q.deleted
-	q.mu.Unlock()
+	q.touchLocked()
+	q.deliverLocked() // with single active consumer, the next one takes over
+	q.unlock()
 	if auto {
 		q.vh.deleteQueue(q, "auto-delete: last consumer gone")
 	}

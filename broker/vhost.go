@@ -310,9 +310,13 @@ func (vh *vhost) declareQueue(c *conn, m *amqpwire.QueueDeclare, name string) (*
 					a, name, vh.name, describeArg(rv, rok), describeArg(cv, cok))
 			}
 		}
+		q.mu.Lock()
+		q.touchLocked()
+		q.mu.Unlock()
 		return q, nil
 	}
 	q := &queue{vh: vh, name: name, durable: m.Durable, exclusive: m.Exclusive, autoDelete: m.AutoDelete, args: m.Arguments}
+	q.queueLimits()
 	if m.Exclusive {
 		q.owner = c
 	}
@@ -332,6 +336,9 @@ func (vh *vhost) declareQueue(c *conn, m *amqpwire.QueueDeclare, name string) (*
 	}
 	vh.queues[name] = q
 	vh.publishQueuesLocked()
+	q.mu.Lock()
+	q.touchLocked()
+	q.mu.Unlock()
 	if m.Exclusive {
 		c.ownedMu.Lock()
 		if c.owned != nil {
@@ -352,6 +359,21 @@ func validateQueueArgs(m *amqpwire.QueueDeclare, name, vhost string) error {
 			if !isInt || n < 0 || (a == "x-expires" && n == 0) {
 				return bad(a, v)
 			}
+		}
+	}
+	for _, a := range []string{"x-max-length-bytes", "x-max-priority"} {
+		if _, ok := m.Arguments[a]; ok {
+			return amqpErr(amqpwire.NotImplemented, m, "queue argument '%s' is not supported by this broker", a)
+		}
+	}
+	if v, ok := m.Arguments["x-overflow"]; ok {
+		if s, _ := stringOf(v); s != "drop-head" {
+			return amqpErr(amqpwire.NotImplemented, m, "x-overflow '%v' is not supported by this broker; only 'drop-head'", v)
+		}
+	}
+	if v, ok := m.Arguments["x-single-active-consumer"]; ok {
+		if _, isBool := v.(bool); !isBool {
+			return bad("x-single-active-consumer", v)
 		}
 	}
 	if v, ok := m.Arguments["x-queue-type"]; ok {
@@ -430,6 +452,7 @@ func (vh *vhost) deleteQueue(q *queue, reason string) int {
 	}
 	q.mu.Lock()
 	q.deleted = true
+	q.stopTimersLocked()
 	n := q.sq.Ready()
 	cons := q.consumers
 	q.consumers = nil

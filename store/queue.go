@@ -397,3 +397,44 @@ func (q *Queue) reclaim(idleOnly bool) error {
 	}
 	return nil
 }
+
+// Read returns a copy of the record at seq, whatever its delivery state;
+// the broker uses it to dead-letter a message it is about to drop.
+func (q *Queue) Read(seq uint64) (segment.Record, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if err := q.errLocked(); err != nil {
+		return segment.Record{}, err
+	}
+	return q.log.Read(seq)
+}
+
+// PeekReady returns the message NextReady would hand out next without
+// handing it out, or false when there is none (or it cannot be read).
+func (q *Queue) PeekReady() (Message, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.errLocked() != nil {
+		return Message{}, false
+	}
+	if len(q.requeued) > 0 {
+		seq := q.requeued[0]
+		rec, err := q.log.Read(seq)
+		if err != nil {
+			return Message{}, false
+		}
+		return Message{Seq: seq, Redelivered: true, Record: rec}, true
+	}
+	if q.cursor >= q.next {
+		return Message{}, false
+	}
+	seq := q.acks.ackedFrom(q.cursor)
+	if seq >= q.next {
+		return Message{}, false
+	}
+	rec, err := q.log.Read(seq)
+	if err != nil {
+		return Message{}, false
+	}
+	return Message{Seq: seq, Redelivered: seq < q.redeliverBelow, Record: rec}, true
+}

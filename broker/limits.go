@@ -1,0 +1,182 @@
+package broker
+
+import (
+	"encoding/binary"
+	"strconv"
+	"time"
+
+	"github.com/warrenmq/warren/amqpwire"
+	"github.com/warrenmq/warren/segment"
+	"github.com/warrenmq/warren/store"
+)
+
+// queueLimits reads the queue arguments Warren enforces: message TTL,
+// queue expiry, maximum length (drop-head) and single active consumer.
+func (q *queue) queueLimits() {
+	q.ttl, q.maxLen, q.expires = -1, -1, -1
+	if n, ok := intArg(q.args["x-message-ttl"]); ok {
+		q.ttl = n
+	}
+	if n, ok := intArg(q.args["x-max-length"]); ok {
+		q.maxLen = n
+	}
+	if n, ok := intArg(q.args["x-expires"]); ok {
+		q.expires = n
+	}
+	if v, ok := q.args["x-single-active-consumer"].(bool); ok {
+		q.sac = v
+	}
+	q.dlxConfig()
+}
+
+// messageExpiry returns when a message expires (unix ms), from the queue's
+// TTL and the message's expiration property, whichever is sooner.
+func (q *queue) messageExpiry(rec *segment.Record) (int64, bool) {
+	exp := int64(-1)
+	if q.ttl >= 0 {
+		exp = rec.Timestamp + q.ttl
+	}
+	if len(rec.Props) >= 2 && binary.BigEndian.Uint16(rec.Props)&amqpwire.FlagExpiration != 0 {
+		if p, err := amqpwire.DecodeProperties(rec.Props); err == nil {
+			if ms, err := strconv.ParseInt(p.Expiration, 10, 64); err == nil && ms >= 0 {
+				if e := rec.Timestamp + ms; exp < 0 || e < exp {
+					exp = e
+				}
+			}
+		}
+	}
+	return exp, exp >= 0
+}
+
+// mayExpire reports whether any message of the queue can expire.
+func (q *queue) mayExpire() bool { return q.ttl >= 0 || q.perMsgTTL }
+
+// expiredLocked drops (and dead-letters) expired messages out of msgs, which
+// NextReady just handed out, and returns the live ones.
+func (q *queue) expiredLocked(msgs []store.Message, now int64) []store.Message {
+	live := msgs[:0]
+	var dead []uint64
+	for _, m := range msgs {
+		if exp, ok := q.messageExpiry(&m.Record); ok && now > exp {
+			dead = append(dead, m.Seq)
+			continue
+		}
+		live = append(live, m)
+	}
+	if len(dead) > 0 {
+		q.dropLocked(dead, reasonExpired)
+	}
+	return live
+}
+
+// dropLocked acks handed-out messages and dead-letters them if the queue has
+// a dead-letter exchange. The republish runs after the lock is released.
+func (q *queue) dropLocked(seqs []uint64, reason string) {
+	if q.hasDLX {
+		q.deadQ = append(q.deadQ, q.deadLetterLocked(seqs, reason)...)
+	}
+	q.sq.AckMany(seqs)
+}
+
+// expireHeadLocked drops expired messages at the head of the queue, as
+// RabbitMQ does, and arms a timer for the next head to expire.
+func (q *queue) expireHeadLocked() {
+	if !q.mayExpire() || q.deleted {
+		return
+	}
+	now := time.Now().UnixMilli()
+	for {
+		m, ok := q.sq.PeekReady()
+		if !ok {
+			return
+		}
+		exp, ok := q.messageExpiry(&m.Record)
+		if !ok {
+			return
+		}
+		if now <= exp {
+			q.armExpiryLocked(exp - now + 1)
+			return
+		}
+		msgs := q.sq.NextReady(q.scratch[:0], 1)
+		if len(msgs) == 0 {
+			return
+		}
+		q.dropLocked([]uint64{msgs[0].Seq}, reasonExpired)
+		clear(msgs)
+	}
+}
+
+func (q *queue) armExpiryLocked(ms int64) {
+	q.expiryArmed = true
+	d := time.Duration(ms) * time.Millisecond
+	if q.expiryTimer == nil {
+		q.expiryTimer = time.AfterFunc(d, q.onExpiryTimer)
+		return
+	}
+	q.expiryTimer.Reset(d)
+}
+
+func (q *queue) onExpiryTimer() {
+	q.mu.Lock()
+	q.expiryArmed = false
+	q.expireHeadLocked()
+	q.unlock()
+}
+
+// enforceMaxLenLocked drops messages from the head until the queue is within
+// x-max-length (RabbitMQ's default drop-head overflow).
+func (q *queue) enforceMaxLenLocked() {
+	if q.maxLen < 0 {
+		return
+	}
+	for over := q.sq.Ready() - int(q.maxLen); over > 0; over = q.sq.Ready() - int(q.maxLen) {
+		msgs := q.sq.NextReady(q.scratch[:0], min(over, deliverBatch))
+		if len(msgs) == 0 {
+			return
+		}
+		seqs := make([]uint64, len(msgs))
+		for i := range msgs {
+			seqs[i] = msgs[i].Seq
+		}
+		clear(msgs)
+		q.dropLocked(seqs, reasonMaxLen)
+	}
+}
+
+func (q *queue) takeDeadLocked() []segment.Record {
+	d := q.deadQ
+	q.deadQ = nil
+	return d
+}
+
+// touch restarts the x-expires countdown: the queue is in use.
+func (q *queue) touchLocked() {
+	if q.expires <= 0 || q.deleted {
+		return
+	}
+	d := time.Duration(q.expires) * time.Millisecond
+	if q.idleTimer == nil {
+		q.idleTimer = time.AfterFunc(d, q.onIdleTimer)
+		return
+	}
+	q.idleTimer.Reset(d)
+}
+
+func (q *queue) onIdleTimer() {
+	q.mu.Lock()
+	unused := len(q.consumers) == 0 && !q.deleted
+	q.mu.Unlock()
+	if unused {
+		q.vh.deleteQueue(q, "x-expires: unused")
+	}
+}
+
+func (q *queue) stopTimersLocked() {
+	if q.expiryTimer != nil {
+		q.expiryTimer.Stop()
+	}
+	if q.idleTimer != nil {
+		q.idleTimer.Stop()
+	}
+}
