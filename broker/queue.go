@@ -3,8 +3,8 @@ package broker
 import (
 	"encoding/binary"
 	"sync"
-	"time"
 	"sync/atomic"
+	"time"
 
 	"github.com/warrenmq/warren/amqpwire"
 	"github.com/warrenmq/warren/segment"
