@@ -641,10 +641,15 @@ func (ch *channel) compactLocked() {
 		n++
 	}
 	if n > 0 {
+		// Reslice rather than copy: with a prefetch of thousands, acks in
+		// order would otherwise move the whole window on every ack. append
+		// reclaims the dead front when it grows the array.
 		ch.acked -= n
-		copy(ch.unacked, ch.unacked[n:])
-		clear(ch.unacked[len(ch.unacked)-n:])
-		ch.unacked = ch.unacked[:len(ch.unacked)-n]
+		clear(ch.unacked[:n])
+		ch.unacked = ch.unacked[n:]
+		if len(ch.unacked) == 0 {
+			ch.unacked = ch.unacked[:0:0]
+		}
 	}
 	if ch.acked > 32 && ch.acked*2 > len(ch.unacked) {
 		w := 0

@@ -56,11 +56,14 @@ type Options struct {
 	Codec segment.Codec
 	// Logger receives recovery reports and failures.
 	Logger zerolog.Logger
-	// SyncIndex makes every sync round fsync the index batch too. Without
-	// it, ack state reaches Pebble's WAL unsynced after the round's segment
-	// fdatasync: a power loss may then forget recent acks (those messages
-	// are redelivered, flagged redelivered when the delivery was recorded),
-	// but never loses a message.
+	// SyncIndex makes the index commits of ack and delivery state synced,
+	// on a committer goroutine of their own that runs after each sync round
+	// without holding the round up: publisher confirms wait for the
+	// segment fdatasync only. Without it, ack state reaches Pebble's WAL
+	// unsynced after the round's segment fdatasync, where a crash of the
+	// process or the machine may forget recent acks (those messages are
+	// redelivered, flagged redelivered when the delivery was recorded), but
+	// never loses a message.
 	SyncIndex bool
 	// ReclaimInterval is the period of the background pass that deletes
 	// fully acked segments (0: DefaultReclaimInterval; negative: never, call
@@ -107,6 +110,10 @@ type Store struct {
 	dirty   []*Queue
 	spare   []*Queue
 
+	// With SyncIndex, the syncer's hook only wakes the committer.
+	commitKick chan struct{}
+	commitDone chan struct{}
+
 	stop chan struct{}
 	done chan struct{}
 }
@@ -148,9 +155,16 @@ func Open(opts Options) (*Store, error) {
 		return nil, fmt.Errorf("store: %w", err)
 	}
 	s.db = db
-	s.syncer = segment.NewSyncer(segment.SyncerOptions{Hook: s.commitStates, Logger: opts.Logger})
+	hook := s.commitStates
+	if opts.SyncIndex {
+		s.commitKick, s.commitDone = make(chan struct{}, 1), make(chan struct{})
+		go s.commitLoop()
+		hook = s.kickCommit
+	}
+	s.syncer = segment.NewSyncer(segment.SyncerOptions{Hook: hook, Logger: opts.Logger})
 	if err := s.recover(); err != nil {
 		s.syncer.Close()
+		s.stopCommitter()
 		for _, q := range s.queues {
 			q.log.Close()
 		}
@@ -394,6 +408,32 @@ func (s *Store) commitStates() error {
 	return nil
 }
 
+// kickCommit is the syncer's hook with SyncIndex: it wakes the committer,
+// which commits (synced) the state of the queues changed so far. Several
+// rounds may share one commit.
+func (s *Store) kickCommit() error {
+	select {
+	case s.commitKick <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+func (s *Store) commitLoop() {
+	defer close(s.commitDone)
+	for range s.commitKick {
+		s.commitStates() // logs its own errors; the next round retries
+	}
+}
+
+func (s *Store) stopCommitter() {
+	if s.commitKick != nil {
+		close(s.commitKick)
+		<-s.commitDone
+		s.commitKick = nil
+	}
+}
+
 // Reclaim deletes the segments whose messages are all acked, rolling the
 // active segment of a fully drained queue so that its space comes back too.
 // The background pass calls it every ReclaimInterval, rolling only queues
@@ -451,6 +491,7 @@ func (s *Store) Close() error {
 	close(s.stop)
 	<-s.done
 	s.syncer.Close()
+	s.stopCommitter()
 	var first error
 	keep := func(err error) {
 		if err != nil && first == nil {

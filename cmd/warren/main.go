@@ -9,6 +9,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/http"
+	_ "net/http/pprof" // served only with --pprof-listen
 	"os"
 	"os/signal"
 	"strings"
@@ -31,6 +33,7 @@ func run(args []string) int {
 	httpListen := fs.String("http-listen", "127.0.0.1:15672", "management HTTP listen address (not served yet)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	logFormat := fs.String("log-format", "", "log format: console or json (default: console on a terminal)")
+	pprofListen := fs.String("pprof-listen", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060); off by default")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: warren [flags]\n\nWarren is a log-structured AMQP 0-9-1 broker, a drop-in for a single RabbitMQ node.\nEvery flag may also be set as WARREN_<FLAG> (e.g. WARREN_DATA_DIR).\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -62,6 +65,14 @@ func run(args []string) int {
 	if err != nil {
 		log.Error().Err(err).Msg("cannot start")
 		return 1
+	}
+	if *pprofListen != "" {
+		go func() {
+			log.Info().Str("addr", *pprofListen).Msg("serving pprof")
+			if err := http.ListenAndServe(*pprofListen, nil); err != nil {
+				log.Error().Err(err).Msg("pprof listener")
+			}
+		}()
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ListenAndServe() }()
