@@ -24,8 +24,8 @@ func (q *queue) dlxConfig() {
 	}
 }
 
-// deadLetterLocked reads the records of seqs (before they are acked) and
-// returns them rewritten for the dead-letter exchange. Called with q.mu held.
+// deadLetterLocked reads the records of handed-out seqs (before they are
+// acked) and returns them rewritten for the dead-letter exchange.
 func (q *queue) deadLetterLocked(seqs []uint64, reason string) []segment.Record {
 	out := make([]segment.Record, 0, len(seqs))
 	now := time.Now()
@@ -35,15 +35,21 @@ func (q *queue) deadLetterLocked(seqs []uint64, reason string) []segment.Record 
 			q.vh.s.log.Warn().Err(err).Str("queue", q.name).Uint64("seq", seq).Msg("cannot read message to dead-letter it")
 			continue
 		}
-		rec.Props = q.deathProps(rec, reason, now)
-		if q.hasDLRK {
-			rec.RoutingKey = q.dlrk
-		}
-		rec.Exchange = q.dlx
-		rec.Timestamp = now.UnixMilli()
-		out = append(out, rec)
+		out = append(out, q.deadLetter(rec, reason, now))
 	}
 	return out
+}
+
+// deadLetter rewrites a record (owned by the caller) for the dead-letter
+// exchange: x-death header, routing key, exchange, timestamp.
+func (q *queue) deadLetter(rec segment.Record, reason string, now time.Time) segment.Record {
+	rec.Props = q.deathProps(rec, reason, now)
+	if q.hasDLRK {
+		rec.RoutingKey = q.dlrk
+	}
+	rec.Exchange = q.dlx
+	rec.Timestamp = now.UnixMilli()
+	return rec
 }
 
 // deathProps adds this death to the message's x-death header as RabbitMQ

@@ -2,7 +2,9 @@ package broker
 
 import (
 	"encoding/binary"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/warrenmq/warren/amqpwire"
@@ -51,31 +53,17 @@ func (q *queue) messageExpiry(rec *segment.Record) (int64, bool) {
 // mayExpire reports whether any message of the queue can expire.
 func (q *queue) mayExpire() bool { return q.ttl >= 0 || q.perMsgTTL }
 
-// expiredLocked drops (and dead-letters) expired messages out of msgs, which
-// NextReady just handed out, and returns the live ones.
-func (q *queue) expiredLocked(msgs []store.Message, now int64) []store.Message {
-	live := msgs[:0]
-	var dead []uint64
-	for _, m := range msgs {
-		if exp, ok := q.messageExpiry(&m.Record); ok && now > exp {
-			dead = append(dead, m.Seq)
-			continue
-		}
-		live = append(live, m)
+// deadRecordLocked queues a copy of a dropped message for its dead-letter
+// exchange, if the queue has one; it is republished once q.mu is released.
+func (q *queue) deadRecordLocked(rec *segment.Record, reason string) {
+	if !q.hasDLX {
+		return
 	}
-	if len(dead) > 0 {
-		q.dropLocked(dead, reasonExpired)
-	}
-	return live
-}
-
-// dropLocked acks handed-out messages and dead-letters them if the queue has
-// a dead-letter exchange. The republish runs after the lock is released.
-func (q *queue) dropLocked(seqs []uint64, reason string) {
-	if q.hasDLX {
-		q.deadQ = append(q.deadQ, q.deadLetterLocked(seqs, reason)...)
-	}
-	q.sq.AckMany(seqs)
+	c := *rec
+	c.Exchange = strings.Clone(rec.Exchange)
+	c.RoutingKey = strings.Clone(rec.RoutingKey)
+	c.Body = slices.Clone(rec.Body)
+	q.deadQ = append(q.deadQ, q.deadLetter(c, reason, time.Now()))
 }
 
 // expireHeadLocked drops expired messages at the head of the queue, as
@@ -84,26 +72,22 @@ func (q *queue) expireHeadLocked() {
 	if !q.mayExpire() || q.deleted {
 		return
 	}
-	now := time.Now().UnixMilli()
-	for {
-		m, ok := q.sq.PeekReady()
-		if !ok {
-			return
-		}
+	q.now = time.Now().UnixMilli()
+	next := int64(-1)
+	q.sq.Deliver(1, func(m *store.Message) store.Verdict {
 		exp, ok := q.messageExpiry(&m.Record)
 		if !ok {
-			return
+			return store.Stop
 		}
-		if now <= exp {
-			q.armExpiryLocked(exp - now + 1)
-			return
+		if q.now <= exp {
+			next = exp
+			return store.Stop
 		}
-		msgs := q.sq.NextReady(q.scratch[:0], 1)
-		if len(msgs) == 0 {
-			return
-		}
-		q.dropLocked([]uint64{msgs[0].Seq}, reasonExpired)
-		clear(msgs)
+		q.deadRecordLocked(&m.Record, reasonExpired)
+		return store.Drop
+	})
+	if next >= 0 {
+		q.armExpiryLocked(next - q.now + 1)
 	}
 }
 
@@ -130,17 +114,21 @@ func (q *queue) enforceMaxLenLocked() {
 	if q.maxLen < 0 {
 		return
 	}
-	for over := q.sq.Ready() - int(q.maxLen); over > 0; over = q.sq.Ready() - int(q.maxLen) {
-		msgs := q.sq.NextReady(q.scratch[:0], min(over, deliverBatch))
-		if len(msgs) == 0 {
+	over := q.sq.Ready() - int(q.maxLen)
+	for over > 0 {
+		dropped := 0
+		q.sq.Deliver(1, func(m *store.Message) store.Verdict {
+			if dropped == over {
+				return store.Stop
+			}
+			dropped++
+			q.deadRecordLocked(&m.Record, reasonMaxLen)
+			return store.Drop
+		})
+		if dropped == 0 {
 			return
 		}
-		seqs := make([]uint64, len(msgs))
-		for i := range msgs {
-			seqs[i] = msgs[i].Seq
-		}
-		clear(msgs)
-		q.dropLocked(seqs, reasonMaxLen)
+		over = q.sq.Ready() - int(q.maxLen)
 	}
 }
 

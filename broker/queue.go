@@ -2,6 +2,8 @@ package broker
 
 import (
 	"encoding/binary"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,7 +18,7 @@ const deliverBatch = 128
 
 // queue is an AMQP queue: its store, consumers and delivery loop. Ready
 // messages live in the store (on disk); the queue holds only consumers and
-// per-round scratch space.
+// the state of the current delivery round.
 type queue struct {
 	vh         *vhost
 	name       string
@@ -41,10 +43,13 @@ type queue struct {
 	rr          int
 	deleted     bool
 	hadConsumer bool
-	scratch     []store.Message
 	deliver     amqpwire.BasicDeliver
 	delivering  bool
 	deadQ       []segment.Record // dead letters to republish once unlocked
+	offerFn     func(*store.Message) store.Verdict
+	stopped     bool     // the last offer found no consumer with credit
+	autoAcks    []uint64 // no-ack deliveries of the current round
+	now         int64    // unix ms of the current round, for TTL
 	expiryTimer *time.Timer
 	expiryArmed bool
 	idleTimer   *time.Timer
@@ -164,53 +169,45 @@ func (q *queue) deliverLocked() {
 	}
 	q.delivering = true
 	defer func() { q.delivering = false }()
-	for q.sq.Ready() > 0 {
-		total := 0
-		for _, c := range q.consumers {
-			total += c.credit()
-			if total >= deliverBatch {
-				total = deliverBatch
-				break
-			}
-		}
-		if total == 0 {
-			return
-		}
-		msgs := q.sq.NextReady(q.scratch[:0], total)
-		if len(msgs) == 0 {
-			return
-		}
-		if q.mayExpire() {
-			if msgs = q.expiredLocked(msgs, time.Now().UnixMilli()); len(msgs) == 0 {
-				continue
-			}
-		}
-		n := 0
-		for i := range msgs {
-			c := q.pickLocked()
-			if c == nil {
-				break
-			}
-			if !q.sendLocked(c, &msgs[i]) {
-				break
-			}
-			n++
-		}
-		if n < len(msgs) {
-			// Credit vanished under us (a shared channel limit or a congested
-			// socket): give the rest back.
-			back := make([]uint64, 0, len(msgs)-n)
-			for i := n; i < len(msgs); i++ {
-				back = append(back, msgs[i].Seq)
-			}
-			q.sq.Requeue(back)
-			clear(msgs)
-			q.scratch = msgs[:0]
-			return
-		}
-		clear(msgs)
-		q.scratch = msgs[:0]
+	if q.offerFn == nil {
+		q.offerFn = q.offer
 	}
+	if q.mayExpire() {
+		q.now = time.Now().UnixMilli()
+	}
+	for q.sq.Ready() > 0 {
+		q.stopped = false
+		q.sq.Deliver(deliverBatch, q.offerFn)
+		if len(q.autoAcks) > 0 {
+			q.sq.AckMany(q.autoAcks)
+			q.autoAcks = q.autoAcks[:0]
+		}
+		if q.stopped {
+			return
+		}
+	}
+}
+
+// offer decides for one ready message: dropped when expired, sent to the
+// next consumer with credit, or left ready when no consumer can take it.
+// It runs inside store.Queue.Deliver, with the record aliasing the log.
+func (q *queue) offer(m *store.Message) store.Verdict {
+	if q.mayExpire() {
+		if exp, ok := q.messageExpiry(&m.Record); ok && q.now > exp {
+			q.deadRecordLocked(&m.Record, reasonExpired)
+			return store.Drop
+		}
+	}
+	c := q.pickLocked()
+	if c == nil {
+		q.stopped = true
+		return store.Stop
+	}
+	q.sendLocked(c, m)
+	if c.noAck {
+		q.autoAcks = append(q.autoAcks, m.Seq)
+	}
+	return store.Take
 }
 
 // pickLocked chooses the next consumer with credit: highest priority first,
@@ -266,9 +263,6 @@ func (q *queue) sendLocked(c *consumer, m *store.Message) bool {
 	conn.wmu.Unlock()
 	ch.umu.Unlock()
 	conn.signal()
-	if c.noAck {
-		q.sq.Ack(m.Seq)
-	}
 	return true
 }
 
@@ -280,24 +274,26 @@ func (q *queue) get(ch *channel, noAck bool) (*amqpwire.BasicGetOk, *store.Messa
 		return nil, nil
 	}
 	q.touchLocked()
-	var msgs []store.Message
-	for {
-		msgs = q.sq.NextReady(q.scratch[:0], 1)
-		if len(msgs) == 0 {
-			return nil, nil
+	q.now = time.Now().UnixMilli()
+	var m store.Message
+	taken := q.sq.Deliver(1, func(msg *store.Message) store.Verdict {
+		if q.mayExpire() {
+			if exp, ok := q.messageExpiry(&msg.Record); ok && q.now > exp {
+				q.deadRecordLocked(&msg.Record, reasonExpired)
+				return store.Drop
+			}
 		}
-		if !q.mayExpire() {
-			break
-		}
-		if msgs = q.expiredLocked(msgs, time.Now().UnixMilli()); len(msgs) > 0 {
-			break
-		}
+		// Copy what outlives the call: the record aliases the log.
+		m = *msg
+		m.Record.Exchange = strings.Clone(msg.Record.Exchange)
+		m.Record.RoutingKey = strings.Clone(msg.Record.RoutingKey)
+		m.Record.Props = slices.Clone(msg.Record.Props)
+		m.Record.Body = slices.Clone(msg.Record.Body)
+		return store.Take
+	})
+	if taken == 0 {
+		return nil, nil
 	}
-	m := msgs[0]
-	// Copy what outlives the lock: the record aliases the store's cache.
-	m.Record.Props = append([]byte(nil), m.Record.Props...)
-	m.Record.Body = append([]byte(nil), m.Record.Body...)
-	clear(msgs)
 	ch.umu.Lock()
 	ch.nextTag++
 	tag := ch.nextTag

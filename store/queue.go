@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/warrenmq/warren/index"
@@ -121,71 +122,117 @@ func (q *Queue) Append(recs []segment.Record, onDurable func(error)) (uint64, er
 	return first, nil
 }
 
-// NextReady appends up to max ready messages to dst and returns it:
+// Verdict is what a Deliver callback decides for one ready message.
+type Verdict uint8
+
+const (
+	// Take hands the message out: it becomes unacked.
+	Take Verdict = iota
+	// Drop removes the message as if acked (expired, dead-lettered, ...).
+	Drop
+	// Stop leaves the message ready and ends the call.
+	Stop
+)
+
+// Deliver offers up to max ready messages to fn, in delivery order:
 // requeued messages first, in sequence order, flagged redelivered; then
-// messages from the ready cursor, skipping acked ones. Each returned
-// message is unacked until Ack or Requeue. Messages lost to corruption and
-// non-persistent messages written before the last restart are dropped
-// (acked) when reached. A read error other than those stops the call early
-// and is logged.
-func (q *Queue) NextReady(dst []Message, max int) []Message {
+// messages from the ready cursor, skipping acked ones. fn sees the message
+// without a copy: its Record aliases the log's buffers and is valid only
+// during the call, which runs under the queue's and the log's locks, so fn
+// must not call the queue or the log. It returns how many were taken.
+// Messages lost to corruption and non-persistent messages written before
+// the last restart are dropped (acked) when reached, without calling fn.
+func (q *Queue) Deliver(max int, fn func(*Message) Verdict) int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.errLocked() != nil || max <= 0 {
-		return dst
+		return 0
+	}
+	var msg Message
+	var verdict Verdict
+	fromCursor := false
+	view := func(r *segment.Record) error {
+		if fromCursor && msg.Seq < q.recoveredNext && r.Flags&segment.FlagPersistent == 0 {
+			return errTransient
+		}
+		msg.Record = *r
+		verdict = fn(&msg)
+		msg.Record = segment.Record{}
+		return nil
 	}
 	changed := false
-	n := 0
-	for n < max && len(q.requeued) > 0 {
+	taken := 0
+	for taken < max && len(q.requeued) > 0 {
 		seq := q.requeued[0]
-		rec, err := q.log.Read(seq)
-		if err != nil && !q.dropLocked(seq, err) {
+		msg = Message{Seq: seq, Redelivered: true}
+		if err := q.log.View(seq, view); err != nil {
+			if !q.dropLocked(seq, err) {
+				break
+			}
+			verdict = Drop
+		}
+		if verdict == Stop {
 			break
 		}
 		q.requeued = q.requeued[1:]
 		q.ready--
 		changed = true
-		if err != nil {
+		if verdict == Drop {
+			q.acks.add(seq, seq+1)
 			continue
 		}
 		q.unacked++
-		dst = append(dst, Message{Seq: seq, Redelivered: true, Record: rec})
-		n++
+		taken++
 	}
 	if len(q.requeued) == 0 {
 		q.requeued = nil
 	}
-	for n < max && q.cursor < q.next {
+	fromCursor = true
+	for taken < max && verdict != Stop && q.cursor < q.next {
 		seq := q.acks.ackedFrom(q.cursor)
 		if seq >= q.next {
 			q.cursor = q.next
 			break
 		}
 		q.cursor = seq
-		rec, err := q.log.Read(seq)
-		if err == nil && seq < q.recoveredNext && rec.Flags&segment.FlagPersistent == 0 {
-			err = errTransient
-		}
-		if err != nil {
+		msg = Message{Seq: seq, Redelivered: seq < q.redeliverBelow}
+		if err := q.log.View(seq, view); err != nil {
 			if !q.dropLocked(seq, err) {
 				break
 			}
-			q.acks.add(seq, seq+1)
-			q.cursor = seq + 1
-			q.ready--
-			changed = true
-			continue
+			verdict = Drop
+		}
+		if verdict == Stop {
+			break
 		}
 		q.cursor = seq + 1
 		q.ready--
-		q.unacked++
 		changed = true
-		dst = append(dst, Message{Seq: seq, Redelivered: seq < q.redeliverBelow, Record: rec})
-		n++
+		if verdict == Drop {
+			q.acks.add(seq, seq+1)
+			continue
+		}
+		q.unacked++
+		taken++
 	}
 	if changed {
 		q.changedLocked()
 	}
+	return taken
+}
+
+// NextReady appends up to max ready messages to dst, each a copy owned by
+// the caller, and hands them out (see Deliver for the order).
+func (q *Queue) NextReady(dst []Message, max int) []Message {
+	q.Deliver(max, func(m *Message) Verdict {
+		c := *m
+		c.Record.Exchange = strings.Clone(m.Record.Exchange)
+		c.Record.RoutingKey = strings.Clone(m.Record.RoutingKey)
+		c.Record.Props = slices.Clone(m.Record.Props)
+		c.Record.Body = slices.Clone(m.Record.Body)
+		dst = append(dst, c)
+		return Take
+	})
 	return dst
 }
 
@@ -407,34 +454,4 @@ func (q *Queue) Read(seq uint64) (segment.Record, error) {
 		return segment.Record{}, err
 	}
 	return q.log.Read(seq)
-}
-
-// PeekReady returns the message NextReady would hand out next without
-// handing it out, or false when there is none (or it cannot be read).
-func (q *Queue) PeekReady() (Message, bool) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.errLocked() != nil {
-		return Message{}, false
-	}
-	if len(q.requeued) > 0 {
-		seq := q.requeued[0]
-		rec, err := q.log.Read(seq)
-		if err != nil {
-			return Message{}, false
-		}
-		return Message{Seq: seq, Redelivered: true, Record: rec}, true
-	}
-	if q.cursor >= q.next {
-		return Message{}, false
-	}
-	seq := q.acks.ackedFrom(q.cursor)
-	if seq >= q.next {
-		return Message{}, false
-	}
-	rec, err := q.log.Read(seq)
-	if err != nil {
-		return Message{}, false
-	}
-	return Message{Seq: seq, Redelivered: seq < q.redeliverBelow, Record: rec}, true
 }
