@@ -801,3 +801,41 @@ func TestSingleActiveConsumer(t *testing.T) {
 	publish(t, ch, "", "sac", amqp.Publishing{Body: []byte("y")})
 	recvN(t, d2, 1)
 }
+
+// TestLargeMessagesAcrossFlushes sends large messages in small frames while
+// other publishes are batched, so that batch flushes fall between the body
+// frames of a message.
+func TestLargeMessagesAcrossFlushes(t *testing.T) {
+	b := startBroker(t, "")
+	c, err := amqp.Dial(b.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ch, _ := c.Channel()
+	ch.QueueDeclare("large", false, false, false, false, nil)
+	ch.Confirm(false)
+	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, 100))
+	const n = 10
+	bodies := make([][]byte, n)
+	for i := range bodies {
+		bodies[i] = make([]byte, 1<<20+i)
+		for j := range bodies[i] {
+			bodies[i][j] = byte(i + j*31)
+		}
+		publish(t, ch, "", "large", amqp.Publishing{DeliveryMode: amqp.Persistent, Body: bodies[i]})
+		publish(t, ch, "", "large", amqp.Publishing{Body: []byte("small")})
+	}
+	for i := 0; i < 2*n; i++ {
+		if cf := <-confirms; !cf.Ack {
+			t.Fatal("nack")
+		}
+	}
+	ds, _ := ch.Consume("large", "", true, false, false, false, nil)
+	got := recvN(t, ds, 2*n)
+	for i := 0; i < n; i++ {
+		if string(got[2*i].Body) != string(bodies[i]) || string(got[2*i+1].Body) != "small" {
+			t.Fatalf("message %d corrupted (len %d)", i, len(got[2*i].Body))
+		}
+	}
+}

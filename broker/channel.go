@@ -475,13 +475,33 @@ func (ch *channel) flushPublishes() {
 	clear(ch.batch)
 	ch.batch = ch.batch[:0]
 	ch.batchBytes = 0
-	if cap(ch.arena) > 16<<20 {
-		ch.arena = nil
-	} else {
-		ch.arena = ch.arena[:0]
-	}
+	ch.resetArena()
 	if len(ch.qbatch) > 64 {
 		clear(ch.qbatch) // forget queues of old batches
+	}
+}
+
+// resetArena empties the arena once the batch is handed to the queues,
+// keeping the message still being assembled (a flush can fall between its
+// body frames) at the front.
+func (ch *channel) resetArena() {
+	p := &ch.pub
+	keep := []byte(nil)
+	if p.active && p.header {
+		keep = ch.arena[p.propsStart:]
+	}
+	if cap(ch.arena) > 16<<20 && len(keep) < 1<<20 {
+		fresh := make([]byte, len(keep), max(len(keep), 64<<10))
+		copy(fresh, keep)
+		ch.arena = fresh
+	} else {
+		n := copy(ch.arena, keep)
+		ch.arena = ch.arena[:n]
+	}
+	if p.active && p.header {
+		p.propsEnd -= p.propsStart
+		p.bodyStart -= p.propsStart
+		p.propsStart = 0
 	}
 }
 
