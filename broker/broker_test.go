@@ -839,3 +839,82 @@ func TestLargeMessagesAcrossFlushes(t *testing.T) {
 		}
 	}
 }
+
+func TestUnbindSurvivesRestart(t *testing.T) {
+	b := startBroker(t, "")
+	_, ch := b.channel()
+	ch.ExchangeDeclare("ux", "direct", true, false, false, false, nil)
+	ch.QueueDeclare("uq", true, false, false, false, nil)
+	if err := ch.QueueBind("uq", "k", "ux", false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.QueueUnbind("uq", "k", "ux", nil); err != nil {
+		t.Fatal(err)
+	}
+	b = b.restart()
+	_, ch = b.channel()
+	publish(t, ch, "ux", "k", amqp.Publishing{Body: []byte("x")})
+	q, err := ch.QueueDeclarePassive("uq", true, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.Messages != 0 {
+		t.Fatal("an unbound binding came back after a restart")
+	}
+}
+
+func TestGlobalQosAcrossQueues(t *testing.T) {
+	b := startBroker(t, "")
+	c, ch := b.channel()
+	ch.QueueDeclare("ga", false, false, false, false, nil)
+	ch.QueueDeclare("gb", false, false, false, false, nil)
+	cch, _ := c.Channel()
+	if err := cch.Qos(1, 0, true); err != nil {
+		t.Fatal(err)
+	}
+	da, _ := cch.Consume("ga", "", false, false, false, false, nil)
+	db, _ := cch.Consume("gb", "", false, false, false, false, nil)
+	publish(t, ch, "", "ga", amqp.Publishing{Body: []byte("a")})
+	m := recvN(t, da, 1)[0]
+	publish(t, ch, "", "gb", amqp.Publishing{Body: []byte("b")})
+	expectNone(t, db, 100*time.Millisecond) // the channel-wide limit of 1 is used
+	m.Ack(false)
+	// Freeing credit on ga must let gb deliver.
+	recvN(t, db, 1)
+}
+
+func TestMaxLengthDeliversToWaitingConsumerFirst(t *testing.T) {
+	b := startBroker(t, "")
+	_, ch := b.channel()
+	ch.QueueDeclare("ml0", false, false, false, false, amqp.Table{"x-max-length": int32(0)})
+	ds, _ := ch.Consume("ml0", "", true, false, false, false, nil)
+	publish(t, ch, "", "ml0", amqp.Publishing{Body: []byte("x")})
+	recvN(t, ds, 1)
+}
+
+func TestExclusiveConsumeRefusedWithoutConsumeOk(t *testing.T) {
+	b := startBroker(t, "")
+	c, ch := b.channel()
+	ch.QueueDeclare("ex", false, false, false, false, nil)
+	if _, err := ch.Consume("ex", "first", false, true, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	ch2, _ := c.Channel()
+	_, err := ch2.Consume("ex", "second", false, false, false, false, nil)
+	wantAMQPError(t, err, 403, "ACCESS_REFUSED - queue 'ex' in vhost '/' in exclusive use")
+}
+
+func TestAckMultipleOfAckedTagRefused(t *testing.T) {
+	b := startBroker(t, "")
+	_, ch := b.channel()
+	ch.QueueDeclare("am", false, false, false, false, nil)
+	for i := 0; i < 3; i++ {
+		publish(t, ch, "", "am", amqp.Publishing{Body: []byte("x")})
+	}
+	ds, _ := ch.Consume("am", "", false, false, false, false, nil)
+	ms := recvN(t, ds, 3)
+	ms[1].Ack(false)
+	ms[1].Ack(true) // tag 2 again, with multiple
+	_, err := ch.QueueDeclarePassive("am", false, false, false, false, nil)
+	wantAMQPError(t, err, 406, "PRECONDITION_FAILED - unknown delivery tag 2")
+}

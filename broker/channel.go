@@ -66,6 +66,7 @@ type channel struct {
 	confirm    bool
 	pubSeq     uint64
 	cmu        sync.Mutex
+	confClosed bool   // the channel is gone: late confirms are dropped
 	confNext   uint64 // lowest sequence not yet confirmed
 	confDone   []confirmRange
 	txMode     bool
@@ -458,7 +459,9 @@ func (ch *channel) flushPublishes() {
 	for _, q := range ch.qorder {
 		qb := ch.qbatch[q]
 		var cb func(error)
-		if round != nil && qb.durSeq {
+		if round != nil {
+			// Every append reports, so that a failed one is nacked; only
+			// durable ones wait for the sync round.
 			round.pending.Add(1)
 			cb = round.done
 		}
@@ -529,6 +532,9 @@ func (r *confirmRound) done(err error) {
 func (ch *channel) confirmed(lo, hi uint64, nack bool) {
 	ch.cmu.Lock()
 	defer ch.cmu.Unlock()
+	if ch.confClosed {
+		return // the channel number may already belong to a new channel
+	}
 	if lo != ch.confNext {
 		i := sort.Search(len(ch.confDone), func(i int) bool { return ch.confDone[i].lo > lo })
 		ch.confDone = append(ch.confDone, confirmRange{})
@@ -597,14 +603,10 @@ func (ch *channel) settle(m amqpwire.Method, tag uint64, multiple, nack, requeue
 		to = sort.Search(len(ch.unacked), func(i int) bool { return ch.unacked[i].tag > tag })
 		if tag == 0 {
 			to = len(ch.unacked)
-		}
-		if to == 0 && tag != 0 && ch.findLocked(tag) < 0 {
-			// RabbitMQ accepts a multiple ack whose tag was already covered,
-			// but not one above anything delivered.
-			if tag > ch.nextTag {
-				ch.umu.Unlock()
-				return amqpErr(amqpwire.PreconditionFailed, m, "unknown delivery tag %d", tag)
-			}
+		} else if ch.findLocked(tag) < 0 {
+			// As RabbitMQ: the tag itself must be outstanding.
+			ch.umu.Unlock()
+			return amqpErr(amqpwire.PreconditionFailed, m, "unknown delivery tag %d", tag)
 		}
 	} else {
 		i := ch.findLocked(tag)
@@ -613,10 +615,6 @@ func (ch *channel) settle(m amqpwire.Method, tag uint64, multiple, nack, requeue
 			return amqpErr(amqpwire.PreconditionFailed, m, "unknown delivery tag %d", tag)
 		}
 		from, to = i, i+1
-	}
-	if multiple && tag > ch.nextTag {
-		ch.umu.Unlock()
-		return amqpErr(amqpwire.PreconditionFailed, m, "unknown delivery tag %d", tag)
 	}
 	for i := from; i < to; i++ {
 		d := &ch.unacked[i]
@@ -696,6 +694,19 @@ func (ch *channel) flushAcks() {
 	ch.aorder = ch.aorder[:0]
 	if len(ch.acks) > 64 {
 		clear(ch.acks)
+	}
+	ch.kickIfGlobalLimit()
+}
+
+// kickIfGlobalLimit runs a delivery round on every queue the channel
+// consumes from when a channel-wide prefetch limit is set: credit freed by
+// acks on one queue may unblock another.
+func (ch *channel) kickIfGlobalLimit() {
+	if ch.globalPrefetch.Load() == 0 {
+		return
+	}
+	for _, q := range ch.consumerQueues() {
+		q.kick()
 	}
 }
 
@@ -779,6 +790,9 @@ func (ch *channel) txRollback(m *amqpwire.TxRollback) error {
 // deliveries, in order.
 func (ch *channel) teardown() {
 	ch.flush()
+	ch.cmu.Lock()
+	ch.confClosed = true
+	ch.cmu.Unlock()
 	ch.consMu.Lock()
 	cons := make([]*consumer, 0, len(ch.consumers))
 	for _, c := range ch.consumers {
@@ -818,6 +832,7 @@ func (ch *channel) requeueAll() {
 	for _, q := range order {
 		q.settle(nil, nil, byQ[q])
 	}
+	ch.kickIfGlobalLimit()
 }
 
 func itoa(n uint64) string {

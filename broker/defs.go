@@ -114,6 +114,7 @@ func (vh *vhost) load() error {
 		q := &queue{vh: vh, name: qd.Name, id: qd.ID, durable: true, autoDelete: qd.AutoDelete,
 			args: decodeArgs(qd.Arguments), sq: sq}
 		q.queueLimits()
+		q.perMsgTTL = true // recovered messages may carry an expiration
 		vh.queues[qd.Name] = q
 	}
 	bs, err := idx.Bindings(vh.name)

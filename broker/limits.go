@@ -62,6 +62,7 @@ func (q *queue) deadRecordLocked(rec *segment.Record, reason string) {
 	c := *rec
 	c.Exchange = strings.Clone(rec.Exchange)
 	c.RoutingKey = strings.Clone(rec.RoutingKey)
+	c.Props = slices.Clone(rec.Props)
 	c.Body = slices.Clone(rec.Body)
 	q.deadQ = append(q.deadQ, q.deadLetter(c, reason, time.Now()))
 }
@@ -102,6 +103,9 @@ func (q *queue) armExpiryLocked(ms int64) {
 }
 
 func (q *queue) onExpiryTimer() {
+	if q.vh.s.closing.Load() {
+		return
+	}
 	q.mu.Lock()
 	q.expiryArmed = false
 	q.expireHeadLocked()
@@ -152,6 +156,9 @@ func (q *queue) touchLocked() {
 }
 
 func (q *queue) onIdleTimer() {
+	if q.vh.s.closing.Load() {
+		return
+	}
 	q.mu.Lock()
 	unused := len(q.consumers) == 0 && !q.deleted
 	q.mu.Unlock()

@@ -200,6 +200,9 @@ func (ch *channel) queueUnbind(m *amqpwire.QueueUnbind) error {
 	if err := ch.c.s.checkPerm(ch.c.user, vh.name, permWrite, "queue", m.Queue, m); err != nil {
 		return err
 	}
+	if err := ch.c.s.checkPerm(ch.c.user, vh.name, permRead, "exchange", m.Exchange, m); err != nil {
+		return err
+	}
 	if err := vh.unbind(m, m.Exchange, q.name, false, m.RoutingKey, m.Arguments); err != nil {
 		return err
 	}
@@ -308,14 +311,16 @@ func (ch *channel) basicConsume(m *amqpwire.BasicConsume) error {
 		}
 		c.priority = int32(n)
 	}
-	// consume-ok goes out before the first delivery.
-	if !m.NoWait {
-		ch.c.sendMethod(ch.id, &amqpwire.BasicConsumeOk{ConsumerTag: tag})
-	}
 	ch.consMu.Lock()
 	ch.consumers[tag] = c
 	ch.consMu.Unlock()
-	ok, exclusiveUse := q.addConsumer(c)
+	// consume-ok goes out once the queue accepted the consumer, and before
+	// its first delivery.
+	var ack func()
+	if !m.NoWait {
+		ack = func() { ch.c.sendMethod(ch.id, &amqpwire.BasicConsumeOk{ConsumerTag: tag}) }
+	}
+	ok, exclusiveUse := q.addConsumer(c, ack)
 	if !ok {
 		ch.consMu.Lock()
 		delete(ch.consumers, tag)

@@ -120,8 +120,8 @@ func (q *queue) publish(recs []segment.Record, onDurable func(error)) {
 	if _, err := q.sq.Append(recs, onDurable); err != nil {
 		q.vh.s.log.Error().Err(err).Str("queue", q.name).Msg("append failed")
 	}
+	q.deliverLocked() // waiting consumers first, then trim, as RabbitMQ
 	q.enforceMaxLenLocked()
-	q.deliverLocked()
 	if q.mayExpire() && !q.expiryArmed {
 		q.expireHeadLocked()
 	}
@@ -175,7 +175,7 @@ func (q *queue) deliverLocked() {
 	if q.mayExpire() {
 		q.now = time.Now().UnixMilli()
 	}
-	for q.sq.Ready() > 0 {
+	for ready := q.sq.Ready(); ready > 0; {
 		q.stopped = false
 		q.sq.Deliver(deliverBatch, q.offerFn)
 		if len(q.autoAcks) > 0 {
@@ -185,6 +185,14 @@ func (q *queue) deliverLocked() {
 		if q.stopped {
 			return
 		}
+		next := q.sq.Ready()
+		if next >= ready {
+			// Nothing moved although consumers had credit: the store could
+			// not read the head (it logged why). The next publish, ack or
+			// consumer change tries again.
+			return
+		}
+		ready = next
 	}
 }
 
@@ -310,7 +318,9 @@ func (q *queue) get(ch *channel, noAck bool) (*amqpwire.BasicGetOk, *store.Messa
 }
 
 // addConsumer subscribes c; it fails when the queue is in exclusive use.
-func (q *queue) addConsumer(c *consumer) (ok bool, exclusiveUse bool) {
+// accepted, if set, runs under the queue's lock once c is accepted and
+// before its first delivery (it sends consume-ok).
+func (q *queue) addConsumer(c *consumer, accepted func()) (ok bool, exclusiveUse bool) {
 	q.mu.Lock()
 	defer q.unlock()
 	if q.deleted {
@@ -318,6 +328,9 @@ func (q *queue) addConsumer(c *consumer) (ok bool, exclusiveUse bool) {
 	}
 	if len(q.consumers) > 0 && (c.exclusive || q.consumers[0].exclusive) {
 		return false, true
+	}
+	if accepted != nil {
+		accepted()
 	}
 	q.consumers = append(q.consumers, c)
 	q.hadConsumer = true

@@ -248,6 +248,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		<-done
 	}
+	s.mu.Lock()
+	for _, vh := range s.vhosts {
+		for _, q := range vh.sortedQueues() {
+			q.mu.Lock()
+			q.stopTimersLocked()
+			q.mu.Unlock()
+		}
+	}
+	s.mu.Unlock()
 	err := s.store.Close()
 	s.lock.Close()
 	s.log.Info().Msg("broker stopped")

@@ -191,7 +191,7 @@ func (vh *vhost) bind(m amqpwire.Method, src, dst string, toExchange bool, key s
 		if q == nil {
 			return amqpErr(amqpwire.NotFound, m, "no queue '%s' in vhost '%s'", dst, vh.name)
 		}
-		durableDst = q.durable
+		durableDst = q.durable && !q.exclusive
 	}
 	b := router.Binding{Source: src, Destination: dst, DestKind: kind, Key: key, Args: args}
 	added, err := vh.topo.Bind(b)
@@ -229,12 +229,17 @@ func (vh *vhost) unbind(m amqpwire.Method, src, dst string, toExchange bool, key
 		}
 	}
 	b := router.Binding{Source: src, Destination: dst, DestKind: kind, Key: key, Args: args}
-	_, removed, autoDeleted, err := vh.topo.Unbind(b)
+	found, removed, autoDeleted, err := vh.topo.Unbind(b)
 	if err != nil {
 		if errors.Is(err, router.ErrDefaultExchange) {
 			return amqpErr(amqpwire.AccessRefused, m, "operation not permitted on the default exchange")
 		}
 		return amqpErr(amqpwire.InternalError, m, "%v", err)
+	}
+	if found {
+		if err := vh.s.store.Index().DeleteBinding(indexBinding(vh.name, b)); err != nil && !errors.Is(err, index.ErrNotFound) {
+			return amqpErr(amqpwire.InternalError, m, "forget binding: %v", err)
+		}
 	}
 	vh.forgetLocked(removed, autoDeleted)
 	vh.refreshLocked()
