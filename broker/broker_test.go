@@ -918,3 +918,19 @@ func TestAckMultipleOfAckedTagRefused(t *testing.T) {
 	_, err := ch.QueueDeclarePassive("am", false, false, false, false, nil)
 	wantAMQPError(t, err, 406, "PRECONDITION_FAILED - unknown delivery tag 2")
 }
+
+func TestTxDoubleAckFailsBeforeCommit(t *testing.T) {
+	b := startBroker(t, "")
+	_, ch := b.channel()
+	ch.QueueDeclare("txd", false, false, false, false, nil)
+	publish(t, ch, "", "txd", amqp.Publishing{Body: []byte("x")})
+	m, ok, _ := ch.Get("txd", false)
+	if !ok {
+		t.Fatal("no message")
+	}
+	ch.Tx()
+	m.Ack(false)
+	m.Ack(false) // the same tag twice in one transaction
+	err := ch.TxCommit()
+	wantAMQPError(t, err, 406, "PRECONDITION_FAILED - unknown delivery tag 1")
+}

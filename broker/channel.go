@@ -72,6 +72,7 @@ type channel struct {
 	txMode     bool
 	txPubs     []txPub
 	txAcks     []txAck
+	txAcked    map[uint64]bool // tags settled in the open transaction
 	txArena    []byte
 	ctagSerial int
 }
@@ -116,13 +117,10 @@ type txPub struct {
 	persistent, mandate bool
 }
 
+// txAck is one delivery settled inside a transaction, applied at commit.
 type txAck struct {
-	tag              uint64
-	multiple, nack   bool
-	requeue, isNack  bool
-	reject           bool
-	methodClassID    uint16
-	methodIDForError uint16
+	tag           uint64
+	nack, requeue bool
 }
 
 func newChannel(c *conn, id uint16) *channel {
@@ -566,24 +564,37 @@ func (ch *channel) sendConfirm(lo, hi uint64, nack bool) {
 // discard. The queue side is batched until flush.
 func (ch *channel) ack(m amqpwire.Method, tag uint64, multiple, nack, requeue bool) error {
 	if ch.txMode {
-		if err := ch.checkTags(m, tag, multiple); err != nil {
-			return err
-		}
-		ch.txAcks = append(ch.txAcks, txAck{tag: tag, multiple: multiple, isNack: nack, requeue: requeue})
-		return nil
+		return ch.txSettle(m, tag, multiple, nack, requeue)
 	}
 	return ch.settle(m, tag, multiple, nack, requeue)
 }
 
-func (ch *channel) checkTags(m amqpwire.Method, tag uint64, multiple bool) error {
+// txSettle records acks, nacks and rejects of a transaction. Tags are
+// checked now, as RabbitMQ does, so that an unknown or twice-settled tag
+// fails before commit; multiple is expanded to the tags outstanding now.
+func (ch *channel) txSettle(m amqpwire.Method, tag uint64, multiple, nack, requeue bool) error {
 	ch.umu.Lock()
 	defer ch.umu.Unlock()
-	if multiple && tag == 0 {
+	if ch.txAcked == nil {
+		ch.txAcked = make(map[uint64]bool)
+	}
+	if !multiple || tag != 0 {
+		if i := ch.findLocked(tag); i < 0 || ch.txAcked[tag] {
+			return amqpErr(amqpwire.PreconditionFailed, m, "unknown delivery tag %d", tag)
+		}
+	}
+	if !multiple {
+		ch.txAcked[tag] = true
+		ch.txAcks = append(ch.txAcks, txAck{tag: tag, nack: nack, requeue: requeue})
 		return nil
 	}
-	i := ch.findLocked(tag)
-	if i < 0 {
-		return amqpErr(amqpwire.PreconditionFailed, m, "unknown delivery tag %d", tag)
+	for i := range ch.unacked {
+		d := &ch.unacked[i]
+		if d.acked || ch.txAcked[d.tag] || (tag != 0 && d.tag > tag) {
+			continue
+		}
+		ch.txAcked[d.tag] = true
+		ch.txAcks = append(ch.txAcks, txAck{tag: d.tag, nack: nack, requeue: requeue})
 	}
 	return nil
 }
@@ -762,9 +773,17 @@ func (ch *channel) txCommit(m *amqpwire.TxCommit) error {
 		})
 	}
 	wg.Wait()
+	clear(ch.txAcked)
 	for _, a := range acks {
-		if err := ch.settle(m, a.tag, a.multiple, a.isNack, a.requeue); err != nil {
-			return err
+		// A tag recovered (requeued) since it was settled in the
+		// transaction is no longer outstanding; skip it.
+		ch.umu.Lock()
+		outstanding := ch.findLocked(a.tag) >= 0
+		ch.umu.Unlock()
+		if outstanding {
+			if err := ch.settle(m, a.tag, false, a.nack, a.requeue); err != nil {
+				return err
+			}
 		}
 	}
 	ch.flush()
@@ -780,6 +799,9 @@ func (ch *channel) txRollback(m *amqpwire.TxRollback) error {
 		return amqpErr(amqpwire.PreconditionFailed, m, "channel is not transactional")
 	}
 	ch.txPubs, ch.txAcks, ch.txArena = nil, nil, nil
+	ch.umu.Lock()
+	clear(ch.txAcked)
+	ch.umu.Unlock()
 	ch.c.sendMethod(ch.id, &amqpwire.TxRollbackOk{})
 	return nil
 }
