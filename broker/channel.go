@@ -86,8 +86,7 @@ type pendingPub struct {
 }
 
 type queueBatch struct {
-	recs   []segment.Record
-	durSeq bool // has a persistent record for a durable queue
+	recs []segment.Record
 }
 
 type ackBatch struct {
@@ -410,10 +409,24 @@ func (ch *channel) flush() {
 }
 
 func (ch *channel) flushPublishes() {
+	var round *confirmRound
+	if ch.confirm {
+		round = &confirmRound{lo: ch.batch[0].seq, hi: ch.batch[len(ch.batch)-1].seq, settled: ch.confirmed}
+	}
+	ch.publishBatch(round)
+	clear(ch.batch)
+	ch.batch = ch.batch[:0]
+	ch.batchBytes = 0
+	ch.resetArena()
+}
+
+// publishBatch routes ch.batch and hands each destination queue its records
+// in one append. round, if set, is settled once every append has reported
+// (durable ones after their sync round).
+func (ch *channel) publishBatch(round *confirmRound) {
 	vh := ch.c.vh
 	snap := vh.routes()
 	now := time.Now().UnixMilli()
-	var lo, hi uint64
 	for i := range ch.batch {
 		pp := &ch.batch[i]
 		ch.routeBuf = vh.route(snap, pp.exchange, pp.key, pp.props, ch.routeBuf[:0])
@@ -434,10 +447,7 @@ func (ch *channel) flushPublishes() {
 			}
 			var flags uint8
 			if pp.persistent {
-				flags |= segment.FlagPersistent
-				if q.durable {
-					qb.durSeq = true
-				}
+				flags = segment.FlagPersistent
 			}
 			qb.recs = append(qb.recs, segment.Record{Timestamp: now, Exchange: pp.exchange, RoutingKey: pp.key,
 				Props: pp.props, Body: pp.body, Flags: flags})
@@ -446,12 +456,7 @@ func (ch *channel) flushPublishes() {
 			ch.c.sendReturn(ch.id, amqpwire.NoRoute, "NO_ROUTE", pp.exchange, pp.key, pp.props, pp.body)
 		}
 	}
-	if ch.confirm {
-		lo, hi = ch.batch[0].seq, ch.batch[len(ch.batch)-1].seq
-	}
-	var round *confirmRound
-	if ch.confirm {
-		round = &confirmRound{ch: ch, lo: lo, hi: hi}
+	if round != nil {
 		round.pending.Store(1) // held until every append is issued
 	}
 	for _, q := range ch.qorder {
@@ -466,17 +471,12 @@ func (ch *channel) flushPublishes() {
 		q.publish(qb.recs, cb)
 		clear(qb.recs)
 		qb.recs = qb.recs[:0]
-		qb.durSeq = false
 	}
 	clear(ch.qorder)
 	ch.qorder = ch.qorder[:0]
 	if round != nil {
 		round.done(nil)
 	}
-	clear(ch.batch)
-	ch.batch = ch.batch[:0]
-	ch.batchBytes = 0
-	ch.resetArena()
 	if len(ch.qbatch) > 64 {
 		clear(ch.qbatch) // forget queues of old batches
 	}
@@ -506,11 +506,11 @@ func (ch *channel) resetArena() {
 	}
 }
 
-// confirmRound tracks one batch's confirm sequences until every durable
-// append of the batch is synced.
+// confirmRound tracks one batch's appends until each has reported; then
+// settled runs once with the batch's confirm sequences.
 type confirmRound struct {
-	ch      *channel
 	lo, hi  uint64
+	settled func(lo, hi uint64, failed bool)
 	pending atomic.Int32
 	failed  atomic.Bool
 }
@@ -520,7 +520,7 @@ func (r *confirmRound) done(err error) {
 		r.failed.Store(true)
 	}
 	if r.pending.Add(-1) == 0 {
-		r.ch.confirmed(r.lo, r.hi, r.failed.Load())
+		r.settled(r.lo, r.hi, r.failed.Load())
 	}
 }
 
@@ -731,48 +731,19 @@ func (ch *channel) txCommit(m *amqpwire.TxCommit) error {
 	ch.txPubs, ch.txAcks = nil, nil
 	arena := ch.txArena
 	ch.txArena = nil
-	// Publishes: batch them and wait until persistent ones are durable.
-	var wg sync.WaitGroup
-	var failed atomic.Bool
-	vh := ch.c.vh
-	snap := vh.routes()
-	groups := make(map[*queue][]segment.Record)
-	var order []*queue
+	// Publishes go through the batch path; commit-ok waits until every
+	// append has reported, persistent ones after their sync round.
+	ch.flush()
 	for _, p := range pubs {
-		props := arena[p.propsOff : p.propsOff+p.propsLen]
-		body := arena[p.bodyOff : p.bodyOff+p.bodyLen]
-		ch.routeBuf = vh.route(snap, p.exchange, p.key, props, ch.routeBuf[:0])
-		routed := false
-		for _, qn := range ch.routeBuf {
-			q := vh.queueByName(qn)
-			if q == nil {
-				continue
-			}
-			routed = true
-			var flags uint8
-			if p.persistent {
-				flags = segment.FlagPersistent
-			}
-			if _, ok := groups[q]; !ok {
-				order = append(order, q)
-			}
-			groups[q] = append(groups[q], segment.Record{Timestamp: time.Now().UnixMilli(), Exchange: p.exchange,
-				RoutingKey: p.key, Props: props, Body: body, Flags: flags})
-		}
-		if !routed && p.mandate {
-			ch.c.sendReturn(ch.id, amqpwire.NoRoute, "NO_ROUTE", p.exchange, p.key, props, body)
-		}
+		ch.batch = append(ch.batch, pendingPub{exchange: p.exchange, key: p.key,
+			props: arena[p.propsOff : p.propsOff+p.propsLen], body: arena[p.bodyOff : p.bodyOff+p.bodyLen],
+			persistent: p.persistent, mandatory: p.mandate})
 	}
-	for _, q := range order {
-		wg.Add(1)
-		q.publish(groups[q], func(err error) {
-			if err != nil {
-				failed.Store(true)
-			}
-			wg.Done()
-		})
-	}
-	wg.Wait()
+	settled := make(chan bool, 1)
+	ch.publishBatch(&confirmRound{settled: func(_, _ uint64, failed bool) { settled <- failed }})
+	clear(ch.batch)
+	ch.batch = ch.batch[:0]
+	failed := <-settled
 	clear(ch.txAcked)
 	for _, a := range acks {
 		// A tag recovered (requeued) since it was settled in the
@@ -787,7 +758,7 @@ func (ch *channel) txCommit(m *amqpwire.TxCommit) error {
 		}
 	}
 	ch.flush()
-	if failed.Load() {
+	if failed {
 		return amqpErr(amqpwire.InternalError, m, "commit failed to persist messages")
 	}
 	ch.c.sendMethod(ch.id, &amqpwire.TxCommitOk{})
