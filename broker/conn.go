@@ -27,7 +27,8 @@ const congestLimit = 4 << 20
 // runs the channel state machines; its writer goroutine alone writes the
 // socket, flushing everything queued in c.out in one write when it wakes.
 //
-// Lock order: vhost.mu -> queue.mu -> channel.umu -> channel.cmu -> conn.wmu.
+// Lock order: vhost.mu -> queue.mu -> store and log locks -> channel.umu ->
+// channel.cmu -> conn.wmu (see docs/architecture.md).
 type conn struct {
 	s   *Server
 	nc  net.Conn
