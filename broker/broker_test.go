@@ -934,3 +934,91 @@ func TestTxDoubleAckFailsBeforeCommit(t *testing.T) {
 	err := ch.TxCommit()
 	wantAMQPError(t, err, 406, "PRECONDITION_FAILED - unknown delivery tag 1")
 }
+
+func TestAMQPLAINLogin(t *testing.T) {
+	b := startBroker(t, "")
+	c, err := amqp.DialConfig(b.url, amqp.Config{SASL: []amqp.Authentication{&amqp.AMQPlainAuth{Username: "guest", Password: "guest"}}})
+	if err != nil {
+		t.Fatalf("AMQPLAIN login: %v", err)
+	}
+	c.Close()
+	_, err = amqp.DialConfig(b.url, amqp.Config{SASL: []amqp.Authentication{&amqp.AMQPlainAuth{Username: "guest", Password: "nope"}}})
+	var ae *amqp.Error
+	if !errors.As(err, &ae) || ae.Code != 403 {
+		t.Fatalf("want 403 for a wrong AMQPLAIN password, got %v", err)
+	}
+}
+
+func TestInternalAndAlternateExchanges(t *testing.T) {
+	b := startBroker(t, "")
+	c, ch := b.channel()
+	ch.ExchangeDeclare("internal-x", "fanout", false, false, true, false, nil)
+	ch.ExchangeDeclare("ae", "fanout", false, false, false, false, nil)
+	ch.ExchangeDeclare("main", "direct", false, false, false, false, amqp.Table{"alternate-exchange": "ae"})
+	ch.QueueDeclare("unrouted", false, false, false, false, nil)
+	ch.QueueBind("unrouted", "", "ae", false, nil)
+	publish(t, ch, "main", "no-binding", amqp.Publishing{Body: []byte("to-ae")})
+	m, ok, err := ch.Get("unrouted", true)
+	if err != nil || !ok || string(m.Body) != "to-ae" {
+		t.Fatalf("alternate exchange: ok=%v err=%v", ok, err)
+	}
+	ch2, _ := c.Channel()
+	closed := ch2.NotifyClose(make(chan *amqp.Error, 1))
+	publish(t, ch2, "internal-x", "", amqp.Publishing{Body: []byte("x")})
+	select {
+	case e := <-closed:
+		wantAMQPError(t, e, 403, "ACCESS_REFUSED - cannot publish to internal exchange 'internal-x' in vhost '/'")
+	case <-time.After(5 * time.Second):
+		t.Fatal("publish to an internal exchange was accepted")
+	}
+}
+
+func TestAutoDeleteExchange(t *testing.T) {
+	b := startBroker(t, "")
+	_, ch := b.channel()
+	ch.ExchangeDeclare("adx", "fanout", false, true, false, false, nil)
+	ch.QueueDeclare("adq", false, false, false, false, nil)
+	ch.QueueBind("adq", "", "adx", false, nil)
+	if err := ch.QueueUnbind("adq", "", "adx", nil); err != nil {
+		t.Fatal(err)
+	}
+	err := ch.ExchangeDeclarePassive("adx", "fanout", false, true, false, false, nil)
+	wantAMQPError(t, err, 404, "")
+}
+
+func TestRecoverRequeues(t *testing.T) {
+	b := startBroker(t, "")
+	_, ch := b.channel()
+	ch.QueueDeclare("rec", false, false, false, false, nil)
+	publish(t, ch, "", "rec", amqp.Publishing{Body: []byte("r")})
+	ds, _ := ch.Consume("rec", "", false, false, false, false, nil)
+	first := recvN(t, ds, 1)[0]
+	if first.Redelivered {
+		t.Fatal("first delivery flagged redelivered")
+	}
+	if err := ch.Recover(true); err != nil {
+		t.Fatal(err)
+	}
+	again := recvN(t, ds, 1)[0]
+	if !again.Redelivered || string(again.Body) != "r" {
+		t.Fatalf("after basic.recover: %+v", again)
+	}
+	if err := ch.Flow(true); err != nil {
+		t.Fatalf("channel.flow active=true: %v", err)
+	}
+}
+
+func TestConsumerPriority(t *testing.T) {
+	b := startBroker(t, "")
+	c, ch := b.channel()
+	ch.QueueDeclare("prio-c", false, false, false, false, nil)
+	low, _ := c.Channel()
+	high, _ := c.Channel()
+	dl, _ := low.Consume("prio-c", "low", true, false, false, false, amqp.Table{"x-priority": int32(1)})
+	dh, _ := high.Consume("prio-c", "high", true, false, false, false, amqp.Table{"x-priority": int32(10)})
+	for i := 0; i < 5; i++ {
+		publish(t, ch, "", "prio-c", amqp.Publishing{Body: []byte("p")})
+	}
+	recvN(t, dh, 5)
+	expectNone(t, dl, 100*time.Millisecond)
+}
