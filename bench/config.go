@@ -32,6 +32,22 @@ var (
 	ErrScenario = errors.New("bench: scenario")
 )
 
+// ClientKind selects the AMQP client engine that drives producers and
+// consumers.
+type ClientKind string
+
+// Client engines.
+const (
+	// ClientAMQP091 drives producers and consumers through amqp091-go, one
+	// write per publish and per ack (the default).
+	ClientAMQP091 ClientKind = "amqp091"
+	// ClientFast drives them over raw connections with buffered writes,
+	// batched flushes and allocation-free frame parsing, so the load
+	// generator costs less CPU per message. Topology setup still uses
+	// amqp091-go.
+	ClientFast ClientKind = "fast"
+)
+
 // BodyKind selects how message bodies are filled after the latency header.
 type BodyKind string
 
@@ -127,6 +143,9 @@ type Config struct {
 	// BacklogSlice is the slice size for the backlog publish rate report
 	// (--backlog-slice).
 	BacklogSlice int64 `json:"backlog_slice,omitempty"`
+	// Client is the engine of producers and consumers; empty means
+	// ClientAMQP091 (--client).
+	Client ClientKind `json:"client,omitempty"`
 	// DialTimeout bounds the TCP connect and AMQP handshake (--dial-timeout).
 	DialTimeout time.Duration `json:"dial_timeout"`
 	// Interval is the period of progress samples; 0 means one second.
@@ -147,6 +166,7 @@ func DefaultConfig() Config {
 		Size:         12,
 		BodyKind:     BodyZeros,
 		BacklogSlice: 100_000,
+		Client:       ClientAMQP091,
 		DialTimeout:  5 * time.Second,
 	}
 }
@@ -211,6 +231,11 @@ func (c *Config) Validate() error {
 	case c.Backlog > 0 && c.Producers == 0:
 		return bad("backlog needs at least one producer")
 	}
+	switch c.Client {
+	case "", ClientAMQP091, ClientFast:
+	default:
+		return bad("client %q (want amqp091 or fast)", c.Client)
+	}
 	switch c.BodyKind {
 	case BodyRandom, BodyZeros, BodyJSON:
 	default:
@@ -229,6 +254,9 @@ func (c *Config) Validate() error {
 	}
 	return nil
 }
+
+// fast reports whether producers and consumers use the fast engine.
+func (c *Config) fast() bool { return c.Client == ClientFast }
 
 // Redact returns uri with any password replaced by "xxxxx", for printing.
 func Redact(uri string) string {

@@ -72,6 +72,7 @@ func BindFlags(fs *flag.FlagSet, c *Config) {
 	boolean(&c.KeepTopology, "keep declared queues and exchanges after the run", "keep")
 	num64(&c.Backlog, "publish `N` messages with no consumer first, then drain them", "backlog")
 	num64(&c.BacklogSlice, "slice size of the backlog publish-rate report", "backlog-slice")
+	value((*clientValue)(&c.Client), "client `engine`: amqp091 (amqp091-go) or fast (buffered raw connections, less client CPU)", "client")
 	value((*secondsValue)(&c.DialTimeout), "connect and handshake timeout in `seconds`", "dial-timeout")
 }
 
@@ -224,6 +225,24 @@ func (b *bodyKindValue) Set(s string) error {
 		return nil
 	}
 	return fmt.Errorf("%q is not random, json or zeros", s)
+}
+
+type clientValue ClientKind
+
+func (v *clientValue) String() string {
+	if v == nil || *v == "" {
+		return string(ClientAMQP091)
+	}
+	return string(*v)
+}
+
+func (v *clientValue) Set(s string) error {
+	switch k := ClientKind(strings.ToLower(s)); k {
+	case ClientAMQP091, ClientFast:
+		*v = clientValue(k)
+		return nil
+	}
+	return fmt.Errorf("%q is not amqp091 or fast", s)
 }
 
 // publishFlagValue implements PerfTest's -f persistent / -f mandatory.

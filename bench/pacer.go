@@ -48,3 +48,8 @@ func (p *pacer) wait(stop <-chan struct{}) bool {
 	p.next = p.next.Add(p.interval)
 	return true
 }
+
+// ready reports whether the next token is due, so wait would not block.
+func (p *pacer) ready() bool {
+	return !time.Now().Before(p.next)
+}

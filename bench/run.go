@@ -349,6 +349,11 @@ type client struct {
 	chanC  chan *amqp.Error
 	closed atomic.Bool
 	mu     sync.Mutex // guards raw during connect
+
+	// wire is the connection of a producer or consumer of the fast engine;
+	// wireDone, when not nil, closes when its reader goroutine ends.
+	wire     *wireConn
+	wireDone <-chan struct{}
 }
 
 func (r *runner) newClient(name, uri string) *client {
@@ -438,6 +443,10 @@ func (c *client) reason(what string, err error) error {
 
 // close closes the connection; force closes the socket without a handshake.
 func (c *client) close(force bool) {
+	if c.wire != nil {
+		c.wire.closeConn(force, c.wireDone)
+		return
+	}
 	if force {
 		c.mu.Lock()
 		raw := c.raw
@@ -614,6 +623,7 @@ type producer struct {
 	body     *bodyWriter
 	confirms chan amqp.Confirmation
 	returns  chan amqp.Return
+	fast     *fastProducer // the fast engine's state, nil with amqp091
 
 	sent      atomic.Uint64
 	confirmed atomic.Uint64
@@ -644,6 +654,9 @@ func newProducer(r *runner, i int) *producer {
 }
 
 func (p *producer) connect() error {
+	if p.r.cfg.fast() {
+		return p.connectFast()
+	}
 	if err := p.open(); err != nil {
 		return err
 	}
@@ -681,6 +694,9 @@ func (p *producer) confirm(c amqp.Confirmation) {
 
 // loop publishes until its limit, the end of the run or a failure.
 func (p *producer) loop() error {
+	if p.fast != nil {
+		return p.loopFast()
+	}
 	cfg := p.r.cfg
 	stop := p.r.stop
 	window := cfg.Confirm
@@ -829,6 +845,7 @@ type consumer struct {
 	tag      string
 	cancels  chan string
 	delivery <-chan amqp.Delivery
+	fast     *fastConsumer // the fast engine's state, nil with amqp091
 
 	mu    sync.Mutex // guards cur
 	cur   *Histogram // latencies being recorded
@@ -851,6 +868,9 @@ func newConsumer(r *runner, j int) *consumer {
 }
 
 func (c *consumer) connect() error {
+	if c.r.cfg.fast() {
+		return c.connectFast()
+	}
 	if err := c.open(); err != nil {
 		return err
 	}
@@ -874,6 +894,9 @@ func (c *consumer) connect() error {
 // loop consumes until limit messages (0: cfg.ConsumerMessages, itself 0 for
 // unlimited; negative: unlimited), the end of the run or a failure.
 func (c *consumer) loop(limit int64) error {
+	if c.fast != nil {
+		return c.loopFast(limit)
+	}
 	cfg := c.r.cfg
 	if limit == 0 {
 		limit = cfg.ConsumerMessages
