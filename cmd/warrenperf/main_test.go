@@ -71,3 +71,21 @@ func TestCompareUnreachableExitsOne(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q", code, errb.String())
 	}
 }
+
+func TestClientFlag(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run([]string{"--client", "turbo", "--quiet"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "turbo") {
+		t.Fatalf("bad engine: exit %d, stderr %q", code, errb.String())
+	}
+	u := closedPortURI(t)
+	for _, args := range [][]string{
+		{"--uri", u, "--client", "fast", "--quiet"},
+		{"compare", "--a", u, "--b", u, "--scenarios", "standard", "--scenario", "2", "--rounds", "1", "--client", "fast", "--quiet"},
+	} {
+		out.Reset()
+		errb.Reset()
+		if code := run(args, &out, &errb); code != 1 || !strings.Contains(errb.String(), "cannot connect") {
+			t.Fatalf("%v: exit %d, stderr %q", args, code, errb.String())
+		}
+	}
+}
