@@ -1,7 +1,7 @@
 // Package bench is the load generator behind cmd/warrenperf, in the spirit
-// of RabbitMQ's PerfTest. It is a plain AMQP 0-9-1 client
-// (github.com/rabbitmq/amqp091-go) and works against any broker, Warren or
-// RabbitMQ; it imports no other Warren package.
+// of RabbitMQ's PerfTest. It is a plain AMQP 0-9-1 client and works against
+// any broker, Warren or RabbitMQ. Of Warren it imports only amqpwire, the
+// pure protocol codec.
 //
 // A run is described by a Config (built from DefaultConfig, BindFlags or
 // ApplyOptions) and executed by Run:
@@ -20,6 +20,20 @@
 // bodies are stamped in place and reused, confirms are tracked with a window
 // per producer, and a fixed rate is paced by a token bucket, so the client
 // costs little per message and measures the broker rather than itself.
+//
+// Two client engines drive the producers and consumers (Config.Client,
+// --client); topology is always declared through amqp091-go:
+//
+//   - amqp091 (default): github.com/rabbitmq/amqp091-go, one write system
+//     call per publish and per ack, with its locks, selects and allocations.
+//   - fast: raw connections encoded with amqpwire. Publishes are encoded in
+//     place into a 64 KiB write buffer flushed when the confirm window is
+//     full, before the pacer sleeps or every 256 publishes; one reader
+//     goroutine per producer settles confirms (multiple included) and frees
+//     window credit once per ack frame; consumers parse deliveries in a
+//     reused frame buffer and flush their buffered acks once per batch of
+//     frames read. The hot path does not allocate. Counting, progress and
+//     results are the same as with amqp091, so runs compare directly.
 //
 // Compare runs the scenarios of a scenario file (see LoadScenarios and
 // scenarios/standard.json) against two brokers alternately and summarises

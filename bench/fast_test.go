@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/url"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -349,4 +350,31 @@ func TestBrokerFastBadCredentials_NeedsWARREN_BENCH_URL(t *testing.T) {
 		t.Fatalf("took %v", d)
 	}
 	t.Log(err)
+}
+
+// The fast engine's hot path does not allocate per message: what a run
+// allocates is setup, reporting and the admin connection.
+func TestBrokerFastAllocations_NeedsWARREN_BENCH_URL(t *testing.T) {
+	c := e2eConfig(t, "fast-allocs", ClientFast)
+	c.ProducerMessages, c.ConsumerMessages = 50_000, 50_000
+	c.Confirm = 100
+	c.Prefetch = 200
+	c.MultiAckEvery = 10
+	c.Size = 256
+	c.Duration = 60 * time.Second
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	res, err := Run(context.Background(), c)
+	runtime.ReadMemStats(&after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Received != 50_000 || res.Confirmed != 50_000 {
+		t.Fatalf("received %d confirmed %d", res.Received, res.Confirmed)
+	}
+	perMsg := float64(after.Mallocs-before.Mallocs) / float64(res.Received)
+	t.Logf("%.3f allocations per message (%d in all)", perMsg, after.Mallocs-before.Mallocs)
+	if perMsg > 0.2 {
+		t.Fatalf("%.3f allocations per message", perMsg)
+	}
 }
