@@ -365,8 +365,9 @@ type fastProducer struct {
 
 	mu      sync.Mutex
 	cond    *sync.Cond
-	dead    bool  // reader ended; err says why
-	readErr error // why the reader ended (nil: clean close)
+	dead    bool        // reader ended; err says why
+	readErr error       // why the reader ended (nil: clean close)
+	gone    atomic.Bool // dead, for the publish loop to poll without the lock
 
 	settled atomic.Uint64 // publishes acked or nacked by the broker
 	low     uint64        // every tag <= low is settled (reader only)
@@ -415,6 +416,7 @@ func (p *producer) readFast() {
 	defer func() {
 		fp.mu.Lock()
 		fp.dead = true
+		fp.gone.Store(true)
 		fp.readErr = err
 		fp.cond.Broadcast()
 		fp.mu.Unlock()
@@ -588,6 +590,11 @@ func (p *producer) loopFast() error {
 		if stopping.Load() {
 			_ = flush()
 			return nil
+		}
+		if fp.gone.Load() {
+			// The broker closed the channel or connection: without
+			// confirms nothing else would notice before a write fails.
+			return fail(nil)
 		}
 		if pace != nil {
 			if unflushed > 0 && !pace.ready() {

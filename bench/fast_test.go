@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"math/rand/v2"
 	"net"
@@ -376,5 +377,118 @@ func TestBrokerFastAllocations_NeedsWARREN_BENCH_URL(t *testing.T) {
 	t.Logf("%.3f allocations per message (%d in all)", perMsg, after.Mallocs-before.Mallocs)
 	if perMsg > 0.2 {
 		t.Fatalf("%.3f allocations per message", perMsg)
+	}
+}
+
+// Publishing to a missing exchange closes the channel: the run ends with
+// the broker's reason even without confirms.
+func TestBrokerMissingExchange_NeedsWARREN_BENCH_URL(t *testing.T) {
+	eachClient(t, func(t *testing.T, client ClientKind) {
+		c := e2eConfig(t, "noexchange", client)
+		c.Consumers = 0
+		c.Predeclared = true
+		c.Exchange = "warrenperf-test-missing-exchange"
+		c.Duration = 30 * time.Second
+		start := time.Now()
+		_, err := Run(context.Background(), c)
+		if !errors.Is(err, ErrBroker) || !strings.Contains(err.Error(), "404") || strings.Contains(err.Error(), "\n") {
+			t.Fatalf("err %v, want ErrBroker with 404", err)
+		}
+		if d := time.Since(start); d > 10*time.Second {
+			t.Fatalf("took %v to notice", d)
+		}
+		t.Log(err)
+	})
+}
+
+// fakeBroker answers the handshake, qos and consume, then runs script with
+// a function writing frames.
+func fakeBroker(t *testing.T, script func(send func(b []byte))) string {
+	return fakeServer(t, func(nc net.Conn) {
+		_, fr, err := serverStart(nc)
+		if err != nil {
+			return
+		}
+		send := func(b []byte) { _, _ = nc.Write(b) }
+		send(amqpwire.AppendMethodFrame(nil, 0, &amqpwire.ConnectionTune{ChannelMax: 16, FrameMax: 1 << 17}))
+		for {
+			f, err := fr.ReadFrame()
+			if err != nil {
+				return
+			}
+			m, err := amqpwire.DecodeMethod(f.Payload)
+			if err != nil {
+				return
+			}
+			switch m.(type) {
+			case *amqpwire.ConnectionOpen:
+				send(amqpwire.AppendMethodFrame(nil, 0, &amqpwire.ConnectionOpenOk{}))
+			case *amqpwire.ChannelOpen:
+				send(amqpwire.AppendMethodFrame(nil, 1, &amqpwire.ChannelOpenOk{}))
+			case *amqpwire.BasicQos:
+				send(amqpwire.AppendMethodFrame(nil, 1, &amqpwire.BasicQosOk{}))
+			case *amqpwire.BasicConsume:
+				send(amqpwire.AppendMethodFrame(nil, 1, &amqpwire.BasicConsumeOk{ConsumerTag: "warrenperf-0"}))
+				script(send)
+			case *amqpwire.ConnectionClose:
+				send(amqpwire.AppendMethodFrame(nil, 0, &amqpwire.ConnectionCloseOk{}))
+				return
+			}
+		}
+	})
+}
+
+// delivery encodes one delivery of a binary body stamped with the publish time.
+func delivery(tag uint64, body []byte) []byte {
+	binary.BigEndian.PutUint64(body, uint64(time.Now().UnixNano()))
+	b := amqpwire.AppendMethodFrame(nil, 1, &amqpwire.BasicDeliver{ConsumerTag: "warrenperf-0", DeliveryTag: tag, RoutingKey: "q"})
+	props := (&amqpwire.Properties{DeliveryMode: 2}).AppendTo(nil)
+	// A frame-max of 40 splits the body over several frames.
+	return amqpwire.AppendContentFrames(b, 1, amqpwire.ClassBasic, uint64(len(body)), props, body, 40)
+}
+
+func TestFastConsumerBrokerEndsConsumption(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		end  amqpwire.Method
+		ch   uint16
+		want error
+		text string
+	}{
+		{"connection.close", &amqpwire.ConnectionClose{ReplyCode: 320, ReplyText: "CONNECTION_FORCED - shutdown"}, 0, ErrBroker, "320 CONNECTION_FORCED"},
+		{"basic.cancel", &amqpwire.BasicCancel{ConsumerTag: "warrenperf-0"}, 1, ErrCancelled, "was deleted or cancelled"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr := fakeBroker(t, func(send func([]byte)) {
+				for tag := uint64(1); tag <= 3; tag++ {
+					send(delivery(tag, make([]byte, 100)))
+				}
+				send(amqpwire.AppendMethodFrame(nil, tc.ch, tc.end))
+			})
+			cfg := DefaultConfig()
+			cfg.Client = ClientFast
+			cfg.URIs = []string{"amqp://guest:guest@" + addr + "/"}
+			cfg.Prefetch = 10
+			cfg.DialTimeout = 2 * time.Second
+			r := newRunner(cfg)
+			c := newConsumer(r, 0)
+			if err := c.connect(); err != nil {
+				t.Fatal(err)
+			}
+			defer c.close(false)
+			done := make(chan error, 1)
+			go func() { done <- c.loop(0) }()
+			select {
+			case err := <-done:
+				if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.text) {
+					t.Fatalf("err %v, want %v with %q", err, tc.want, tc.text)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("consumer hangs after the broker ended consumption")
+			}
+			if got := c.received.Load(); got != 3 || c.cur.Count() != 3 {
+				t.Fatalf("received %d, %d latencies, want 3", got, c.cur.Count())
+			}
+		})
 	}
 }
