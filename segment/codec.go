@@ -100,8 +100,28 @@ func chunkCRC(hdr, payload []byte) uint32 {
 // encodeChunk compresses raw into dst[chunkHeaderSize:] and fills the header.
 // It returns the whole chunk (header + payload), reusing dst.
 func encodeChunk(dst []byte, raw []byte, codec Codec, first uint64, count uint32) ([]byte, error) {
+	hdr, payload, err := encodeChunkParts(dst, raw, codec, first, count)
+	if err != nil {
+		return nil, err
+	}
+	if storedRaw(payload, raw) {
+		return append(hdr, payload...), nil
+	}
+	return hdr[:chunkHeaderSize+len(payload)], nil
+}
+
+// storedRaw reports whether encodeChunkParts returned raw itself as the
+// payload (rather than compressed bytes after the header).
+func storedRaw(payload, raw []byte) bool {
+	return len(payload) > 0 && len(raw) > 0 && &payload[0] == &raw[0]
+}
+
+// encodeChunkParts frames raw as one chunk. A compressed payload is written
+// into dst right after the header, and hdr then spans both; a payload stored
+// raw is raw itself, not copied, and hdr is the header alone, to be written
+// before it.
+func encodeChunkParts(dst []byte, raw []byte, codec Codec, first uint64, count uint32) (hdr, payload []byte, err error) {
 	h := chunkHeader{codec: codec, first: first, count: count, rawLen: uint32(len(raw))}
-	var payload []byte
 	switch codec {
 	case CodecS2:
 		need := chunkHeaderSize + s2.MaxEncodedLen(len(raw))
@@ -113,7 +133,7 @@ func encodeChunk(dst []byte, raw []byte, codec Codec, first uint64, count uint32
 	case CodecZstd:
 		enc, _, err := zstdCodecs()
 		if err != nil {
-			return nil, fmt.Errorf("segment: zstd: %w", err)
+			return nil, nil, fmt.Errorf("segment: zstd: %w", err)
 		}
 		if cap(dst) < chunkHeaderSize {
 			dst = make([]byte, chunkHeaderSize, chunkHeaderSize+len(raw))
@@ -124,20 +144,17 @@ func encodeChunk(dst []byte, raw []byte, codec Codec, first uint64, count uint32
 	}
 	if codec == CodecNone || len(payload) > len(raw)-len(raw)/8 {
 		h.codec = CodecNone
-		need := chunkHeaderSize + len(raw)
-		if cap(dst) < need {
-			dst = make([]byte, need)
+		if cap(dst) < chunkHeaderSize {
+			dst = make([]byte, chunkHeaderSize)
 		}
-		dst = dst[:need]
-		copy(dst[chunkHeaderSize:], raw)
-		payload = dst[chunkHeaderSize:]
+		hdr, payload = dst[:chunkHeaderSize], raw
 	} else {
-		dst = dst[:chunkHeaderSize+len(payload)]
+		hdr = dst[:chunkHeaderSize+len(payload)]
 	}
 	h.storedLen = uint32(len(payload))
-	putChunkHeader(dst, &h)
-	binary.LittleEndian.PutUint32(dst[4:], chunkCRC(dst, payload))
-	return dst, nil
+	putChunkHeader(hdr, &h)
+	binary.LittleEndian.PutUint32(hdr[4:], chunkCRC(hdr[:chunkHeaderSize], payload))
+	return hdr[:chunkHeaderSize], payload, nil
 }
 
 // decodePayload decodes a stored payload into dst (reused when large

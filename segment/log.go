@@ -78,14 +78,17 @@ type Log struct {
 	pendingFirst uint64
 	pendingTs0   int64
 
-	wbuf  []byte
-	rbuf  []byte
-	cache []*cachedChunk
-	tick  uint64
-	gaps  []Gap
-	rec   Recovery
-	stats Stats
-	view  Record // scratch for View, so it does not allocate
+	wbuf []byte
+	// rawStreak counts consecutive chunks that did not compress;
+	// skipCompress is how many chunks to store raw without trying.
+	rawStreak, skipCompress int
+	rbuf                    []byte
+	cache                   []*cachedChunk
+	tick                    uint64
+	gaps                    []Gap
+	rec                     Recovery
+	stats                   Stats
+	view                    Record // scratch for View, so it does not allocate
 
 	// Syncer bookkeeping, guarded by the Syncer's mutex or owned by its loop.
 	syncDirty bool
@@ -512,29 +515,61 @@ func (l *Log) sealLocked() error {
 		return nil
 	}
 	first, count := l.pendingFirst, uint32(len(l.pendingOffs))
-	chunk, err := encodeChunk(l.wbuf, l.pending, l.opts.Codec, first, count)
+	codec := l.opts.Codec
+	if l.skipCompress > 0 {
+		// Recent chunks did not compress: store raw without trying, and
+		// try again after a while in case the data changed.
+		codec = CodecNone
+		l.skipCompress--
+	}
+	hdr, payload, err := encodeChunkParts(l.wbuf, l.pending, codec, first, count)
 	if err != nil {
 		return err
 	}
-	l.wbuf = chunk
-	if s := l.active; s.size > fileHeaderSize && s.size+int64(len(chunk)) > l.opts.SegmentSize {
+	raw := storedRaw(payload, l.pending)
+	switch {
+	case codec == CodecNone:
+	case raw:
+		l.rawStreak = min(l.rawStreak+1, 6)
+		l.skipCompress = 1 << l.rawStreak
+	default:
+		l.rawStreak = 0
+	}
+	// A compressed payload follows the header in wbuf; a raw one is the
+	// pending buffer itself and is written after the header, not copied.
+	l.wbuf = hdr[:cap(hdr)]
+	size := len(hdr) + len(payload)
+	if s := l.active; s.size > fileHeaderSize && s.size+int64(size) > l.opts.SegmentSize {
 		if err := l.rollLocked(first); err != nil {
 			return err
 		}
 	}
 	s := l.active
-	if n, err := s.f.WriteAt(chunk, s.size); err != nil || n != len(chunk) {
-		if err == nil {
-			err = io.ErrShortWrite
+	write := func(b []byte, off int64) error {
+		if n, err := s.f.WriteAt(b, off); err != nil || n != len(b) {
+			if err == nil {
+				err = io.ErrShortWrite
+			}
+			l.err = fmt.Errorf("segment: write %s at %d: %w", s.name, off, err)
+			return l.err
 		}
-		l.err = fmt.Errorf("segment: write %s at %d: %w", s.name, s.size, err)
-		return l.err
+		return nil
 	}
-	s.chunks = append(s.chunks, chunkRef{first: first, off: s.size, count: count, size: uint32(len(chunk))})
-	s.size += int64(len(chunk))
+	if raw {
+		if err := write(hdr, s.size); err != nil {
+			return err
+		}
+		if err := write(payload, s.size+int64(len(hdr))); err != nil {
+			return err
+		}
+	} else if err := write(hdr[:size], s.size); err != nil {
+		return err
+	}
+	s.chunks = append(s.chunks, chunkRef{first: first, off: s.size, count: count, size: uint32(size)})
+	s.size += int64(size)
 	l.stats.Chunks++
 	l.stats.RawBytes += int64(len(l.pending))
-	l.stats.StoredBytes += int64(len(chunk))
+	l.stats.StoredBytes += int64(size)
 	l.writtenNext = first + uint64(count)
 	if !l.opts.Sync {
 		l.durableNext = l.writtenNext
