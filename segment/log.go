@@ -913,33 +913,31 @@ func (l *Log) loadChunkLocked(s *seg, ref *chunkRef) (*cachedChunk, error) {
 // files were removed.
 func (l *Log) RemoveBelow(seq uint64) (int, error) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	if l.closed {
+		l.mu.Unlock()
 		return 0, ErrClosed
 	}
 	if seq >= l.nextSeq && (len(l.active.chunks) > 0 || len(l.pendingOffs) > 0) {
 		if err := l.sealLocked(); err != nil {
+			l.mu.Unlock()
 			return 0, err
 		}
 		if err := l.rollLocked(l.nextSeq); err != nil {
+			l.mu.Unlock()
 			return 0, err
 		}
 	}
-	removed := 0
+	// Detach the segments under the lock; delete their files after
+	// releasing it, so appends and reads do not wait for the filesystem
+	// (unlinking a 64 MiB file takes milliseconds).
+	var gone []*seg
 	for len(l.segs) > 1 && l.segs[1].base <= seq {
-		s := l.segs[0]
-		if s.f != nil {
-			s.f.Close()
-			s.f = nil
-		}
-		if err := l.fs.Remove(s.name); err != nil {
-			return removed, fmt.Errorf("segment: remove %s: %w", s.name, err)
-		}
+		gone = append(gone, l.segs[0])
 		l.segs[0] = nil
 		l.segs = l.segs[1:]
-		removed++
 	}
-	if removed == 0 {
+	if len(gone) == 0 {
+		l.mu.Unlock()
 		return 0, nil
 	}
 	floor := l.segs[0].base
@@ -955,6 +953,19 @@ func (l *Log) RemoveBelow(seq uint64) (int, error) {
 		}
 	}
 	l.gaps = kept
+	l.mu.Unlock()
+
+	removed := 0
+	for _, s := range gone {
+		if s.f != nil {
+			s.f.Close()
+			s.f = nil
+		}
+		if err := l.fs.Remove(s.name); err != nil {
+			return removed, fmt.Errorf("segment: remove %s: %w", s.name, err)
+		}
+		removed++
+	}
 	if l.opts.Sync {
 		if err := l.syncDir(); err != nil {
 			return removed, err
