@@ -87,7 +87,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 func (c *conn) serve() {
 	defer c.s.removeConn(c)
 	start := time.Now()
-	c.log.Info().Msg("connection accepted")
+	c.log.Debug().Msg("connection accepted")
 	c.fr = amqpwire.NewFrameReader(c.br, amqpwire.FrameMinSize)
 	if err := c.handshake(); err != nil {
 		if !errors.Is(err, errCloseConn) {
