@@ -56,10 +56,12 @@ type conn struct {
 	owned     map[*queue]struct{} // exclusive queues of this connection
 	live      map[*channel]struct{}
 
-	wmu       sync.Mutex // guards out, congested, closed
+	wmu       sync.Mutex // guards out and wclosed
 	out       []byte
-	congested bool
 	wclosed   bool
+	// stalled is set when out passes congestLimit or the writer is gone;
+	// queues read it without the lock before picking a consumer.
+	stalled atomic.Bool
 	wsig      chan struct{}
 	wdone     chan struct{}
 	writerEnd chan struct{}
@@ -473,13 +475,13 @@ func (c *conn) signal() {
 	}
 }
 
-// congestedLocked reports whether the writer is too far behind; queues stop
-// delivering until it catches up. Called with c.wmu held.
-func (c *conn) congestedLocked() bool {
+// noteCongestionLocked marks the connection stalled when the writer is too
+// far behind; queues stop delivering to it until the writer catches up.
+// Called with c.wmu held.
+func (c *conn) noteCongestionLocked() {
 	if len(c.out) > congestLimit {
-		c.congested = true
+		c.stalled.Store(true)
 	}
-	return c.congested
 }
 
 func (c *conn) writeLoop() {
@@ -507,10 +509,11 @@ func (c *conn) writeLoop() {
 		c.wmu.Lock()
 		buf := c.out
 		c.out = spare[:0]
-		resume := c.congested
-		c.congested = false
+		resume := false
 		if stop {
 			c.wclosed = true
+		} else {
+			resume = c.stalled.Swap(false)
 		}
 		c.wmu.Unlock()
 		if len(buf) > 0 {
@@ -520,6 +523,7 @@ func (c *conn) writeLoop() {
 				c.nc.Close()
 				c.wmu.Lock()
 				c.wclosed = true
+				c.stalled.Store(true)
 				c.out = nil
 				c.wmu.Unlock()
 				return

@@ -230,7 +230,7 @@ func (q *queue) pickLocked() *consumer {
 	for i := 0; i < n; i++ {
 		idx := (q.rr + i) % n
 		c := q.consumers[idx]
-		if c.credit() <= 0 || c.ch.c.isCongested() {
+		if c.credit() <= 0 || c.ch.c.stalled.Load() {
 			continue
 		}
 		if best == nil || c.priority > best.priority {
@@ -244,7 +244,7 @@ func (q *queue) pickLocked() *consumer {
 }
 
 // sendLocked encodes one delivery into the consumer's connection.
-func (q *queue) sendLocked(c *consumer, m *store.Message) bool {
+func (q *queue) sendLocked(c *consumer, m *store.Message) {
 	ch := c.ch
 	conn := ch.c
 	ch.umu.Lock()
@@ -262,16 +262,20 @@ func (q *queue) sendLocked(c *consumer, m *store.Message) bool {
 	d.Exchange = m.Record.Exchange
 	d.RoutingKey = m.Record.RoutingKey
 	conn.wmu.Lock()
-	ok := !conn.wclosed
-	if ok {
+	wake := false
+	if !conn.wclosed {
+		// Only the append that finds the buffer empty wakes the writer:
+		// a non-empty buffer already has a wake-up pending.
+		wake = len(conn.out) == 0
 		conn.out = amqpwire.AppendMethodFrame(conn.out, ch.id, d)
 		conn.out = amqpwire.AppendContentFrames(conn.out, ch.id, amqpwire.ClassBasic, uint64(len(m.Record.Body)), m.Record.Props, m.Record.Body, conn.frameMax)
-		conn.congestedLocked()
+		conn.noteCongestionLocked()
 	}
 	conn.wmu.Unlock()
 	ch.umu.Unlock()
-	conn.signal()
-	return true
+	if wake {
+		conn.signal()
+	}
 }
 
 // get serves basic.get: one message or nil.
@@ -368,8 +372,3 @@ func (q *queue) counts() (uint32, uint32) {
 	return uint32(q.sq.Ready()), uint32(len(q.consumers))
 }
 
-func (c *conn) isCongested() bool {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	return c.congested || c.wclosed
-}
