@@ -460,11 +460,15 @@ func (c *conn) markDirty(ch *channel) {
 // sendMethod queues one method frame for the writer.
 func (c *conn) sendMethod(ch uint16, m amqpwire.Method) {
 	c.wmu.Lock()
+	wake := false
 	if !c.wclosed {
+		wake = len(c.out) == 0 // a non-empty buffer has a wake-up pending
 		c.out = amqpwire.AppendMethodFrame(c.out, ch, m)
 	}
 	c.wmu.Unlock()
-	c.signal()
+	if wake {
+		c.signal()
+	}
 }
 
 // signal wakes the writer.
