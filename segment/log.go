@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -955,16 +956,27 @@ func (l *Log) RemoveBelow(seq uint64) (int, error) {
 	l.gaps = kept
 	l.mu.Unlock()
 
-	removed := 0
 	for _, s := range gone {
 		if s.f != nil {
 			s.f.Close()
 			s.f = nil
 		}
-		if err := l.fs.Remove(s.name); err != nil {
-			return removed, fmt.Errorf("segment: remove %s: %w", s.name, err)
+	}
+	removed := 0
+	var firstErr error
+	for _, s := range gone {
+		// A file already gone (the whole log was removed meanwhile) counts
+		// as removed; other failures are reported, and the rest still go.
+		if err := l.fs.Remove(s.name); err != nil && !errors.Is(err, os.ErrNotExist) {
+			if firstErr == nil {
+				firstErr = fmt.Errorf("segment: remove %s: %w", s.name, err)
+			}
+			continue
 		}
 		removed++
+	}
+	if firstErr != nil {
+		return removed, firstErr
 	}
 	if l.opts.Sync {
 		if err := l.syncDir(); err != nil {

@@ -19,7 +19,8 @@ type Message struct {
 	// Redelivered is set for a requeued message, and after a restart for a
 	// message that was delivered before it.
 	Redelivered bool
-	// Record is the message, a copy owned by the caller.
+	// Record is the message: a copy owned by the caller from NextReady;
+	// from Deliver, a view of the log's buffers valid during the callback.
 	Record segment.Record
 }
 
@@ -165,9 +166,14 @@ func (q *Queue) Deliver(max int, fn func(*Message) Verdict) int {
 	for taken < max && len(q.requeued) > 0 {
 		seq := q.requeued[0]
 		msg = Message{Seq: seq, Redelivered: true}
+		verdict = Take
 		if err := q.log.View(seq, view); err != nil {
 			if !q.dropLocked(seq, err) {
-				break
+				// Unreadable for now: newer messages must not overtake it.
+				if changed {
+					q.changedLocked()
+				}
+				return taken
 			}
 			verdict = Drop
 		}
@@ -196,6 +202,7 @@ func (q *Queue) Deliver(max int, fn func(*Message) Verdict) int {
 		}
 		q.cursor = seq
 		msg = Message{Seq: seq, Redelivered: seq < q.redeliverBelow}
+		verdict = Take
 		if err := q.log.View(seq, view); err != nil {
 			if !q.dropLocked(seq, err) {
 				break

@@ -103,8 +103,10 @@ type Store struct {
 	recovered []Recovered
 
 	// commitMu serialises index commits of log state with queue deletion,
-	// so a deleted queue's state is never written back.
+	// so a deleted queue's state is never written back. dbClosed, set
+	// under it by Close, stops any commit after the final one.
 	commitMu sync.Mutex
+	dbClosed bool
 
 	dirtyMu sync.Mutex
 	dirty   []*Queue
@@ -331,6 +333,11 @@ func (s *Store) DeleteQueue(id string) error {
 		return fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
 	s.commitMu.Lock()
+	if s.dbClosed {
+		// Close finished meanwhile (it did not see this queue).
+		s.commitMu.Unlock()
+		return ErrClosed
+	}
 	q.mu.Lock()
 	q.deleted = true
 	q.requeued = nil
@@ -372,6 +379,9 @@ func (s *Store) markDirtyLocked(q *Queue) bool {
 func (s *Store) commitStates() error {
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
+	if s.dbClosed {
+		return nil
+	}
 	s.dirtyMu.Lock()
 	qs := s.dirty
 	s.dirty, s.spare = s.spare, nil
@@ -517,6 +527,7 @@ func (s *Store) Close() error {
 		keep(q.log.Close())
 	}
 	s.commitMu.Lock()
+	s.dbClosed = true // no commit after this one; DeleteQueue checks it
 	b := s.db.NewBatch()
 	for _, q := range qs {
 		q.mu.Lock()

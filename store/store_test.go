@@ -721,3 +721,63 @@ func TestRecoveryClampsIndexToLog(t *testing.T) {
 		s.Close()
 	}
 }
+
+// TestDeliverVerdicts checks the queue state after each verdict of a
+// Deliver callback, for messages from the cursor and requeued ones.
+func TestDeliverVerdicts(t *testing.T) {
+	s := open(t, vfs.Default, t.TempDir())
+	defer s.Close()
+	q, err := s.Queue("verdicts", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, q, 0, 6, true)
+	// Take 1 and 2, drop 3, stop at 4.
+	var seen []uint64
+	taken := q.Deliver(10, func(m *Message) Verdict {
+		seen = append(seen, m.Seq)
+		switch m.Seq {
+		case 3:
+			return Drop
+		case 4:
+			return Stop
+		}
+		return Take
+	})
+	if taken != 2 || !slices.Equal(seen, []uint64{1, 2, 3, 4}) {
+		t.Fatalf("taken %d, seen %v", taken, seen)
+	}
+	checkCounts(t, q, 3, 2) // 4, 5, 6 ready; 1, 2 unacked; 3 gone
+	if q.Ack(3) {
+		t.Fatal("a dropped message could be acked")
+	}
+	// A requeued message comes first, flagged; dropping it removes it.
+	q.Requeue([]uint64{2})
+	checkCounts(t, q, 4, 1)
+	seen = seen[:0]
+	q.Deliver(1, func(m *Message) Verdict {
+		seen = append(seen, m.Seq)
+		if m.Seq == 2 {
+			if !m.Redelivered {
+				t.Errorf("requeued message %d not flagged redelivered", m.Seq)
+			}
+			return Drop
+		}
+		return Take
+	})
+	// Drops do not count against max: the cursor message 4 is taken next.
+	if !slices.Equal(seen, []uint64{2, 4}) {
+		t.Fatalf("offered %v, want the requeued 2 first, then 4", seen)
+	}
+	checkCounts(t, q, 2, 2)
+	if ms := q.NextReady(nil, 10); !slices.Equal(seqs(ms), []uint64{5, 6}) {
+		t.Fatalf("left: %v", seqs(ms))
+	}
+	if n := q.AckMany([]uint64{1, 4, 5, 6}); n != 4 {
+		t.Fatalf("AckMany = %d", n)
+	}
+	checkCounts(t, q, 0, 0)
+	if q.acks.watermark != 7 {
+		t.Fatalf("watermark %d, want 7: dropped messages must count as acked", q.acks.watermark)
+	}
+}
