@@ -56,12 +56,12 @@ type conn struct {
 	owned     map[*queue]struct{} // exclusive queues of this connection
 	live      map[*channel]struct{}
 
-	wmu       sync.Mutex // guards out and wclosed
-	out       []byte
-	wclosed   bool
+	wmu     sync.Mutex // guards out and wclosed
+	out     []byte
+	wclosed bool
 	// stalled is set when out passes congestLimit or the writer is gone;
 	// queues read it without the lock before picking a consumer.
-	stalled atomic.Bool
+	stalled   atomic.Bool
 	wsig      chan struct{}
 	wdone     chan struct{}
 	writerEnd chan struct{}

@@ -371,4 +371,3 @@ func (q *queue) counts() (uint32, uint32) {
 	}
 	return uint32(q.sq.Ready()), uint32(len(q.consumers))
 }
-
