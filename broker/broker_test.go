@@ -417,11 +417,11 @@ func TestNackRejectRequeue(t *testing.T) {
 		t.Fatal("queue should be empty")
 	}
 	// Unknown delivery tag.
+	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
 	if err := ch.Ack(999, false); err != nil {
 		t.Fatal(err)
 	}
-	_, err := ch.QueueDeclarePassive("nr", false, false, false, false, nil)
-	wantAMQPError(t, err, 406, "PRECONDITION_FAILED - unknown delivery tag 999")
+	wantChannelClose(t, closed, 406, "PRECONDITION_FAILED - unknown delivery tag 999")
 }
 
 func TestPurgeAndDelete(t *testing.T) {
@@ -913,10 +913,10 @@ func TestAckMultipleOfAckedTagRefused(t *testing.T) {
 	}
 	ds, _ := ch.Consume("am", "", false, false, false, false, nil)
 	ms := recvN(t, ds, 3)
+	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
 	ms[1].Ack(false)
 	ms[1].Ack(true) // tag 2 again, with multiple
-	_, err := ch.QueueDeclarePassive("am", false, false, false, false, nil)
-	wantAMQPError(t, err, 406, "PRECONDITION_FAILED - unknown delivery tag 2")
+	wantChannelClose(t, closed, 406, "PRECONDITION_FAILED - unknown delivery tag 2")
 }
 
 func TestTxDoubleAckFailsBeforeCommit(t *testing.T) {
@@ -929,10 +929,10 @@ func TestTxDoubleAckFailsBeforeCommit(t *testing.T) {
 		t.Fatal("no message")
 	}
 	ch.Tx()
+	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
 	m.Ack(false)
-	m.Ack(false) // the same tag twice in one transaction
-	err := ch.TxCommit()
-	wantAMQPError(t, err, 406, "PRECONDITION_FAILED - unknown delivery tag 1")
+	m.Ack(false) // the same tag twice in one transaction: refused before any commit
+	wantChannelClose(t, closed, 406, "PRECONDITION_FAILED - unknown delivery tag 1")
 }
 
 func TestAMQPLAINLogin(t *testing.T) {

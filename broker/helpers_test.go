@@ -137,3 +137,15 @@ func publish(t *testing.T, ch *amqp.Channel, exchange, key string, msg amqp.Publ
 		t.Fatalf("publish: %v", err)
 	}
 }
+
+// wantChannelClose waits for an asynchronous channel close (the reply to a
+// method that has no response, such as basic.ack) and checks its code.
+func wantChannelClose(t *testing.T, closed <-chan *amqp.Error, code int, text string) {
+	t.Helper()
+	select {
+	case e := <-closed:
+		wantAMQPError(t, e, code, text)
+	case <-time.After(5 * time.Second):
+		t.Fatalf("channel not closed; want %d %s", code, text)
+	}
+}
