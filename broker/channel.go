@@ -59,7 +59,8 @@ type channel struct {
 	// Delivery bookkeeping: tags are assigned under umu, in order.
 	umu     sync.Mutex
 	nextTag uint64
-	unacked []delivery
+	unacked []delivery // a window of ubuf: acks reslice its front away
+	ubuf    []delivery // the whole backing array, reused by pushUnackedLocked
 	acked   int // tombstones in unacked
 
 	// Publisher confirms.
@@ -662,6 +663,23 @@ func (ch *channel) settle(m amqpwire.Method, tag uint64, multiple, nack, requeue
 	return nil
 }
 
+// pushUnackedLocked records a delivery awaiting its ack. When the window
+// reaches the end of its array and the front is mostly dead (acked away),
+// it slides back to the start instead of growing a new array, so a steady
+// prefetch window allocates nothing.
+func (ch *channel) pushUnackedLocked(d delivery) {
+	if n := len(ch.unacked); n == cap(ch.unacked) && n > 0 && cap(ch.ubuf) >= 2*n {
+		copy(ch.ubuf[:n], ch.unacked)
+		clear(ch.ubuf[n:cap(ch.ubuf)])
+		ch.unacked = ch.ubuf[:n]
+	}
+	full := len(ch.unacked) == cap(ch.unacked)
+	ch.unacked = append(ch.unacked, d)
+	if full {
+		ch.ubuf = ch.unacked[:0:cap(ch.unacked)] // append moved to a new array
+	}
+}
+
 // compactLocked drops settled deliveries from the front and, when they are
 // many, from the middle.
 func (ch *channel) compactLocked() {
@@ -671,13 +689,13 @@ func (ch *channel) compactLocked() {
 	}
 	if n > 0 {
 		// Reslice rather than copy: with a prefetch of thousands, acks in
-		// order would otherwise move the whole window on every ack. append
-		// reclaims the dead front when it grows the array.
+		// order would otherwise move the whole window on every ack.
+		// pushUnackedLocked reuses the dead front.
 		ch.acked -= n
 		clear(ch.unacked[:n])
 		ch.unacked = ch.unacked[n:]
 		if len(ch.unacked) == 0 {
-			ch.unacked = ch.unacked[:0:0]
+			ch.unacked = ch.ubuf[:0]
 		}
 	}
 	if ch.acked > 32 && ch.acked*2 > len(ch.unacked) {
@@ -818,7 +836,8 @@ func (ch *channel) requeueAll() {
 			d.cons.unacked.Add(-1)
 		}
 	}
-	ch.unacked = nil
+	clear(ch.ubuf)
+	ch.unacked = ch.ubuf[:0]
 	ch.acked = 0
 	ch.unackedN.Store(0)
 	ch.umu.Unlock()

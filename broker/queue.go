@@ -251,7 +251,7 @@ func (q *queue) sendLocked(c *consumer, m *store.Message) {
 	ch.nextTag++
 	tag := ch.nextTag
 	if !c.noAck {
-		ch.unacked = append(ch.unacked, delivery{tag: tag, q: q, seq: m.Seq, cons: c})
+		ch.pushUnackedLocked(delivery{tag: tag, q: q, seq: m.Seq, cons: c})
 		c.unacked.Add(1)
 		ch.unackedN.Add(1)
 	}
@@ -310,7 +310,7 @@ func (q *queue) get(ch *channel, noAck bool) (*amqpwire.BasicGetOk, *store.Messa
 	ch.nextTag++
 	tag := ch.nextTag
 	if !noAck {
-		ch.unacked = append(ch.unacked, delivery{tag: tag, q: q, seq: m.Seq})
+		ch.pushUnackedLocked(delivery{tag: tag, q: q, seq: m.Seq})
 		ch.unackedN.Add(1)
 	}
 	ch.umu.Unlock()
