@@ -61,7 +61,7 @@ type channel struct {
 	nextTag uint64
 	unacked []delivery // a window of ubuf: acks reslice its front away
 	ubuf    []delivery // the whole backing array, reused by pushUnackedLocked
-	acked   int // tombstones in unacked
+	acked   int        // tombstones in unacked
 
 	// Publisher confirms.
 	confirm    bool
