@@ -1022,3 +1022,25 @@ func TestConsumerPriority(t *testing.T) {
 	recvN(t, dh, 5)
 	expectNone(t, dl, 100*time.Millisecond)
 }
+
+// TestEmptyQueueNameMeansLastDeclared checks RabbitMQ's shortcut: an empty
+// queue name in bind, get and purge names the channel's last declared queue.
+func TestEmptyQueueNameMeansLastDeclared(t *testing.T) {
+	b := startBroker(t, "")
+	c, ch := b.channel()
+	q, err := ch.QueueDeclare("", false, true, true, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.QueueBind("", "k", "amq.direct", false, nil); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, ch, "amq.direct", "k", amqp.Publishing{Body: []byte("x")})
+	m, ok, err := ch.Get("", true)
+	if err != nil || !ok || string(m.Body) != "x" {
+		t.Fatalf("get from the last declared queue %s: ok=%v err=%v", q.Name, ok, err)
+	}
+	fresh, _ := c.Channel()
+	_, _, err = fresh.Get("", true)
+	wantAMQPError(t, err, 404, "NOT_FOUND - no previously declared queue")
+}

@@ -46,8 +46,10 @@ type channel struct {
 	qbatch     map[*queue]*queueBatch
 	qorder     []*queue
 	routeBuf   []string
-	acks       map[*queue]*ackBatch
-	aorder     []*queue
+
+	lastDeclared string // the queue named by an empty queue name
+	acks         map[*queue]*ackBatch
+	aorder       []*queue
 
 	// Consumers of this channel.
 	consMu         sync.Mutex
@@ -75,7 +77,6 @@ type channel struct {
 	txAcks     []txAck
 	txAcked    map[uint64]bool // tags settled in the open transaction
 	txArena    []byte
-	ctagSerial int
 }
 
 type pendingPub struct {
@@ -310,7 +311,7 @@ func (ch *channel) startPublish(m *amqpwire.BasicPublish) error {
 			return amqpErr(amqpwire.AccessRefused, m, "cannot publish to internal exchange '%s' in vhost '%s'", m.Exchange, vh.name)
 		}
 	}
-	if err := ch.c.s.checkPerm(ch.c.user, vh.name, permWrite, "exchange", m.Exchange, m); err != nil {
+	if err := ch.c.checkPerm(permWrite, "exchange", m.Exchange, m); err != nil {
 		return err
 	}
 	p := &ch.pub

@@ -43,6 +43,7 @@ type conn struct {
 	heartbeat  time.Duration
 	user       *user
 	vh         *vhost
+	perm       *permission // the user's permission in vh
 	userName   string
 
 	capCancelNotify bool
@@ -236,11 +237,12 @@ func (c *conn) handshake() error {
 		c.log.Warn().Str("vhost", op.VirtualHost).Msg("connection refused: vhost not found")
 		return c.handshakeFail(amqpErr(amqpwire.NotAllowed, op, "vhost %s not found", op.VirtualHost))
 	}
-	if c.s.permission(u, vh.name) == nil {
+	perm := c.s.permission(u, vh.name)
+	if perm == nil {
 		c.log.Warn().Str("vhost", op.VirtualHost).Str("user", name).Msg("connection refused: no access to vhost")
 		return c.handshakeFail(amqpErr(amqpwire.NotAllowed, op, "access to vhost '%s' refused for user '%s'", op.VirtualHost, name))
 	}
-	c.vh = vh
+	c.vh, c.perm = vh, perm
 	if err := c.writeDirect(&amqpwire.ConnectionOpenOk{}); err != nil {
 		return err
 	}
@@ -563,27 +565,17 @@ func (c *conn) resumeDelivery() {
 }
 
 func (c *conn) consumedQueues() []*queue {
-	// Channels are reader-owned; consumer lists are copied under each
-	// channel's consumer lock.
+	c.ownedMu.Lock()
+	chans := make([]*channel, 0, len(c.live))
+	for ch := range c.live {
+		chans = append(chans, ch)
+	}
+	c.ownedMu.Unlock()
 	var qs []*queue
-	for _, ch := range c.channelsSnapshot() {
-		ch.consMu.Lock()
-		for _, cons := range ch.consumers {
-			qs = append(qs, cons.q)
-		}
-		ch.consMu.Unlock()
+	for _, ch := range chans {
+		qs = append(qs, ch.consumerQueues()...)
 	}
 	return qs
-}
-
-func (c *conn) channelsSnapshot() []*channel {
-	c.ownedMu.Lock()
-	defer c.ownedMu.Unlock()
-	out := make([]*channel, 0, len(c.live))
-	for ch := range c.live {
-		out = append(out, ch)
-	}
-	return out
 }
 
 // teardown runs after the reader ends: channels close (unacked messages

@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/warrenmq/warren/amqpwire"
@@ -172,13 +171,12 @@ const (
 
 var permNames = [...]string{"configure", "write", "read"}
 
-// checkPerm applies the user's configure/write/read pattern to a resource,
-// answering 403 ACCESS_REFUSED as RabbitMQ does.
-func (s *Server) checkPerm(u *user, vhost string, kind permKind, resKind, name string, m amqpwire.Method) error {
-	p := s.permission(u, vhost)
-	if p == nil {
-		return amqpErr(amqpwire.AccessRefused, m, "access to vhost '%s' refused for user '%s'", vhost, u.def.Name)
-	}
+// checkPerm applies the user's configure/write/read pattern in the
+// connection's vhost to a resource, answering 403 ACCESS_REFUSED as RabbitMQ
+// does. The permission was resolved when the connection opened, so a
+// publish takes no shared lock.
+func (c *conn) checkPerm(kind permKind, resKind, name string, m amqpwire.Method) error {
+	p := c.perm
 	re := [...]*regexpMatcher{p.configure, p.write, p.read}[kind]
 	if name == "" && resKind == "exchange" {
 		name = "amq.default"
@@ -187,7 +185,5 @@ func (s *Server) checkPerm(u *user, vhost string, kind permKind, resKind, name s
 		return nil
 	}
 	return amqpErr(amqpwire.AccessRefused, m, "%s access to %s '%s' in vhost '%s' refused for user '%s'",
-		permNames[kind], resKind, name, vhost, u.def.Name)
+		permNames[kind], resKind, name, c.vh.name, c.userName)
 }
-
-var errNoVHost = errors.New("broker: no such vhost")

@@ -24,7 +24,7 @@ func (ch *channel) exchangeDeclare(m *amqpwire.ExchangeDeclare) error {
 	if m.Exchange == "" {
 		return amqpErr(amqpwire.AccessRefused, m, "operation not permitted on the default exchange")
 	}
-	if err := ch.c.s.checkPerm(ch.c.user, vh.name, permConfigure, "exchange", m.Exchange, m); err != nil {
+	if err := ch.c.checkPerm(permConfigure, "exchange", m.Exchange, m); err != nil {
 		return err
 	}
 	if strings.HasPrefix(m.Exchange, "amq.") && vh.exchange(m.Exchange) == nil {
@@ -47,7 +47,7 @@ func (ch *channel) exchangeDelete(m *amqpwire.ExchangeDelete) error {
 	if strings.HasPrefix(m.Exchange, "amq.") {
 		return amqpErr(amqpwire.AccessRefused, m, "exchange name '%s' contains reserved prefix 'amq.*'", m.Exchange)
 	}
-	if err := ch.c.s.checkPerm(ch.c.user, vh.name, permConfigure, "exchange", m.Exchange, m); err != nil {
+	if err := ch.c.checkPerm(permConfigure, "exchange", m.Exchange, m); err != nil {
 		return err
 	}
 	if err := vh.deleteExchange(m, m.Exchange, m.IfUnused); err != nil {
@@ -74,11 +74,10 @@ func (ch *channel) exchangeBind(m amqpwire.Method, bind bool) error {
 	if src == "" || dst == "" {
 		return amqpErr(amqpwire.AccessRefused, m, "operation not permitted on the default exchange")
 	}
-	s := ch.c.s
-	if err := s.checkPerm(ch.c.user, vh.name, permWrite, "exchange", dst, m); err != nil {
+	if err := ch.c.checkPerm(permWrite, "exchange", dst, m); err != nil {
 		return err
 	}
-	if err := s.checkPerm(ch.c.user, vh.name, permRead, "exchange", src, m); err != nil {
+	if err := ch.c.checkPerm(permRead, "exchange", src, m); err != nil {
 		return err
 	}
 	var err error
@@ -106,6 +105,9 @@ func (ch *channel) queueDeclare(m *amqpwire.QueueDeclare) error {
 	vh := ch.c.vh
 	name := m.Queue
 	if m.Passive {
+		if err := ch.lastQueue(m, &name); err != nil {
+			return err
+		}
 		q := vh.queueByName(name)
 		if q == nil {
 			return amqpErr(amqpwire.NotFound, m, "no queue '%s' in vhost '%s'", name, vh.name)
@@ -113,6 +115,7 @@ func (ch *channel) queueDeclare(m *amqpwire.QueueDeclare) error {
 		if err := q.checkOwner(ch.c, m); err != nil {
 			return err
 		}
+		ch.lastDeclared = name
 		msgs, cons := q.counts()
 		if !m.NoWait {
 			ch.c.sendMethod(ch.id, &amqpwire.QueueDeclareOk{Queue: name, MessageCount: msgs, ConsumerCount: cons})
@@ -124,13 +127,14 @@ func (ch *channel) queueDeclare(m *amqpwire.QueueDeclare) error {
 	} else if strings.HasPrefix(name, "amq.") {
 		return amqpErr(amqpwire.AccessRefused, m, "queue name '%s' contains reserved prefix 'amq.*'", name)
 	}
-	if err := ch.c.s.checkPerm(ch.c.user, vh.name, permConfigure, "queue", name, m); err != nil {
+	if err := ch.c.checkPerm(permConfigure, "queue", name, m); err != nil {
 		return err
 	}
 	q, err := vh.declareQueue(ch.c, m, name)
 	if err != nil {
 		return err
 	}
+	ch.lastDeclared = name
 	msgs, cons := q.counts()
 	if !m.NoWait {
 		ch.c.sendMethod(ch.id, &amqpwire.QueueDeclareOk{Queue: name, MessageCount: msgs, ConsumerCount: cons})
@@ -148,9 +152,20 @@ func (q *queue) checkOwner(c *conn, m amqpwire.Method) error {
 	return nil
 }
 
-// lookupQueue resolves a queue name for a method, with RabbitMQ's rule that
-// an empty name means the channel's last declared queue (unsupported here:
-// we require a name, as most clients send one).
+// lastQueue applies RabbitMQ's shortcut: an empty queue name means the
+// queue the channel declared last.
+func (ch *channel) lastQueue(m amqpwire.Method, name *string) error {
+	if *name != "" {
+		return nil
+	}
+	if ch.lastDeclared == "" {
+		return amqpErr(amqpwire.NotFound, m, "no previously declared queue")
+	}
+	*name = ch.lastDeclared
+	return nil
+}
+
+// lookupQueue resolves a queue name for a method.
 func (ch *channel) lookupQueue(m amqpwire.Method, name string) (*queue, error) {
 	vh := ch.c.vh
 	q := vh.queueByName(name)
@@ -164,6 +179,9 @@ func (ch *channel) lookupQueue(m amqpwire.Method, name string) (*queue, error) {
 }
 
 func (ch *channel) queueBind(m *amqpwire.QueueBind) error {
+	if err := ch.lastQueue(m, &m.Queue); err != nil {
+		return err
+	}
 	vh := ch.c.vh
 	if m.Exchange == "" {
 		return amqpErr(amqpwire.AccessRefused, m, "operation not permitted on the default exchange")
@@ -172,11 +190,10 @@ func (ch *channel) queueBind(m *amqpwire.QueueBind) error {
 	if err != nil {
 		return err
 	}
-	s := ch.c.s
-	if err := s.checkPerm(ch.c.user, vh.name, permWrite, "queue", m.Queue, m); err != nil {
+	if err := ch.c.checkPerm(permWrite, "queue", m.Queue, m); err != nil {
 		return err
 	}
-	if err := s.checkPerm(ch.c.user, vh.name, permRead, "exchange", m.Exchange, m); err != nil {
+	if err := ch.c.checkPerm(permRead, "exchange", m.Exchange, m); err != nil {
 		return err
 	}
 	if err := vh.bind(m, m.Exchange, q.name, false, m.RoutingKey, m.Arguments); err != nil {
@@ -189,6 +206,9 @@ func (ch *channel) queueBind(m *amqpwire.QueueBind) error {
 }
 
 func (ch *channel) queueUnbind(m *amqpwire.QueueUnbind) error {
+	if err := ch.lastQueue(m, &m.Queue); err != nil {
+		return err
+	}
 	vh := ch.c.vh
 	if m.Exchange == "" {
 		return amqpErr(amqpwire.AccessRefused, m, "operation not permitted on the default exchange")
@@ -197,10 +217,10 @@ func (ch *channel) queueUnbind(m *amqpwire.QueueUnbind) error {
 	if err != nil {
 		return err
 	}
-	if err := ch.c.s.checkPerm(ch.c.user, vh.name, permWrite, "queue", m.Queue, m); err != nil {
+	if err := ch.c.checkPerm(permWrite, "queue", m.Queue, m); err != nil {
 		return err
 	}
-	if err := ch.c.s.checkPerm(ch.c.user, vh.name, permRead, "exchange", m.Exchange, m); err != nil {
+	if err := ch.c.checkPerm(permRead, "exchange", m.Exchange, m); err != nil {
 		return err
 	}
 	if err := vh.unbind(m, m.Exchange, q.name, false, m.RoutingKey, m.Arguments); err != nil {
@@ -211,11 +231,14 @@ func (ch *channel) queueUnbind(m *amqpwire.QueueUnbind) error {
 }
 
 func (ch *channel) queuePurge(m *amqpwire.QueuePurge) error {
+	if err := ch.lastQueue(m, &m.Queue); err != nil {
+		return err
+	}
 	q, err := ch.lookupQueue(m, m.Queue)
 	if err != nil {
 		return err
 	}
-	if err := ch.c.s.checkPerm(ch.c.user, ch.c.vh.name, permRead, "queue", m.Queue, m); err != nil {
+	if err := ch.c.checkPerm(permRead, "queue", m.Queue, m); err != nil {
 		return err
 	}
 	n := q.purge()
@@ -226,6 +249,9 @@ func (ch *channel) queuePurge(m *amqpwire.QueuePurge) error {
 }
 
 func (ch *channel) queueDelete(m *amqpwire.QueueDelete) error {
+	if err := ch.lastQueue(m, &m.Queue); err != nil {
+		return err
+	}
 	vh := ch.c.vh
 	q := vh.queueByName(m.Queue)
 	if q == nil {
@@ -238,7 +264,7 @@ func (ch *channel) queueDelete(m *amqpwire.QueueDelete) error {
 	if err := q.checkOwner(ch.c, m); err != nil {
 		return err
 	}
-	if err := ch.c.s.checkPerm(ch.c.user, vh.name, permConfigure, "queue", m.Queue, m); err != nil {
+	if err := ch.c.checkPerm(permConfigure, "queue", m.Queue, m); err != nil {
 		return err
 	}
 	msgs, cons := q.counts()
@@ -285,11 +311,14 @@ func (ch *channel) consumerQueues() []*queue {
 }
 
 func (ch *channel) basicConsume(m *amqpwire.BasicConsume) error {
+	if err := ch.lastQueue(m, &m.Queue); err != nil {
+		return err
+	}
 	q, err := ch.lookupQueue(m, m.Queue)
 	if err != nil {
 		return err
 	}
-	if err := ch.c.s.checkPerm(ch.c.user, ch.c.vh.name, permRead, "queue", m.Queue, m); err != nil {
+	if err := ch.c.checkPerm(permRead, "queue", m.Queue, m); err != nil {
 		return err
 	}
 	tag := m.ConsumerTag
@@ -363,11 +392,14 @@ func (ch *channel) serverCancel(c *consumer) {
 }
 
 func (ch *channel) basicGet(m *amqpwire.BasicGet) error {
+	if err := ch.lastQueue(m, &m.Queue); err != nil {
+		return err
+	}
 	q, err := ch.lookupQueue(m, m.Queue)
 	if err != nil {
 		return err
 	}
-	if err := ch.c.s.checkPerm(ch.c.user, ch.c.vh.name, permRead, "queue", m.Queue, m); err != nil {
+	if err := ch.c.checkPerm(permRead, "queue", m.Queue, m); err != nil {
 		return err
 	}
 	ok, msg := q.get(ch, m.NoAck)
