@@ -303,8 +303,8 @@ func (ch *channel) startPublish(m *amqpwire.BasicPublish) error {
 	}
 	vh := ch.c.vh
 	if m.Exchange != "" {
-		ex := vh.exchange(m.Exchange)
-		if ex == nil {
+		ex, ok := vh.exchange(m.Exchange)
+		if !ok {
 			return amqpErr(amqpwire.NotFound, m, "no exchange '%s' in vhost '%s'", m.Exchange, vh.name)
 		}
 		if ex.Internal {

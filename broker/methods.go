@@ -13,7 +13,7 @@ import (
 func (ch *channel) exchangeDeclare(m *amqpwire.ExchangeDeclare) error {
 	vh := ch.c.vh
 	if m.Passive {
-		if vh.exchange(m.Exchange) == nil {
+		if _, ok := vh.exchange(m.Exchange); !ok {
 			return amqpErr(amqpwire.NotFound, m, "no exchange '%s' in vhost '%s'", m.Exchange, vh.name)
 		}
 		if !m.NoWait {
@@ -27,7 +27,7 @@ func (ch *channel) exchangeDeclare(m *amqpwire.ExchangeDeclare) error {
 	if err := ch.c.checkPerm(permConfigure, "exchange", m.Exchange, m); err != nil {
 		return err
 	}
-	if strings.HasPrefix(m.Exchange, "amq.") && vh.exchange(m.Exchange) == nil {
+	if _, ok := vh.exchange(m.Exchange); !ok && strings.HasPrefix(m.Exchange, "amq.") {
 		return amqpErr(amqpwire.AccessRefused, m, "exchange name '%s' contains reserved prefix 'amq.*'", m.Exchange)
 	}
 	if err := vh.declareExchange(m); err != nil {

@@ -48,13 +48,10 @@ func (vh *vhost) publishQueuesLocked() {
 // routes returns the current routing snapshot.
 func (vh *vhost) routes() *router.Snapshot { return vh.topo.Current() }
 
-// exchange returns the named exchange from the current snapshot, or nil.
-func (vh *vhost) exchange(name string) *router.Exchange {
-	x, ok := vh.routes().Exchange(name)
-	if !ok {
-		return nil
-	}
-	return &x
+// exchange returns the named exchange from the current snapshot. It
+// returns by value: a pointer would put a copy on the heap per publish.
+func (vh *vhost) exchange(name string) (router.Exchange, bool) {
+	return vh.routes().Exchange(name)
 }
 
 // queueByName finds a queue without locking.
