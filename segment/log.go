@@ -1,7 +1,6 @@
 package segment
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -11,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 	"unsafe"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -20,31 +20,79 @@ import (
 // chunkRef is one entry of the in-memory sparse index: a chunk's first
 // sequence and where it lives in its segment.
 type chunkRef struct {
-	first uint64
-	off   int64
-	count uint32
-	size  uint32 // header + stored payload
-	bad   bool   // failed its CRC when read
+	first     uint64
+	off       int64
+	count     uint32
+	size      uint32 // header + stored payload
+	transient uint32 // records without FlagPersistent
+	v1        bool   // version-1 chunk: transient unknown
+	bad       bool   // failed its CRC when read
 }
 
 // seg is one segment file.
 type seg struct {
-	base   uint64
-	name   string
-	f      vfs.File // nil until opened for reading; read-write for the active one
-	size   int64    // end of the last valid chunk
-	chunks []chunkRef
+	base uint64
+	name string // final path
+	// tmp is set while the file still has its prepared name (h.path): the
+	// next Sync renames it to name before its data counts as durable.
+	tmp    bool
+	h      *handle
+	hdr    int64 // header size: where the first chunk starts
+	size   int64 // end of the last chunk written
+	synced int64 // bytes known durable (all written ones for a log without Sync)
+	// dirty is set when bytes past size may hold a failed write: the file
+	// is truncated to synced before anything is written again.
+	dirty bool
+	// readOnly is set for a segment whose header is damaged: its chunks
+	// are read, nothing more is written to it.
+	readOnly bool
+	chunks   []chunkRef
 }
 
-// cachedChunk is a decoded chunk; raw is reused once the entry is evicted.
-type cachedChunk struct {
-	first uint64
-	count uint32
-	ts0   int64
-	raw   []byte
-	offs  []uint32
-	lru   uint64
-	valid bool
+// end returns one past the last sequence written to s (base if empty).
+func (s *seg) end() uint64 {
+	if n := len(s.chunks); n > 0 {
+		c := &s.chunks[n-1]
+		return c.first + uint64(c.count)
+	}
+	return s.base
+}
+
+// piece is a run of consecutive records held in memory: appended and not
+// yet written (pending), written and not yet fdatasynced (kept to write
+// them again if the sync fails), or a decoded chunk cached for reads.
+type piece struct {
+	first     uint64
+	count     uint32
+	transient uint32
+	ts0       int64
+	// raw holds the records in the chunk encoding. For an external record
+	// (count 1, body set) it holds the encoding up to the body bytes, and
+	// body follows it on disk.
+	raw    []byte
+	offs   []uint32
+	body   []byte
+	closed bool // pending: takes no more records
+	lru    uint64
+}
+
+func (p *piece) end() uint64  { return p.first + uint64(p.count) }
+func (p *piece) rawLen() int  { return len(p.raw) + len(p.body) }
+func (p *piece) memSize() int { return cap(p.raw) + len(p.body) + 4*cap(p.offs) }
+
+// view decodes record seq of p into v.
+func (p *piece) view(seq uint64, v *recordView) bool {
+	i := seq - p.first
+	var ok bool
+	if p.body != nil {
+		ok = parseRecordSplit(p.raw, p.body, v)
+	} else {
+		ok = parseRecord(p.raw[p.offs[i]:], v)
+	}
+	if ok && i > 0 {
+		v.ts += p.ts0
+	}
+	return ok
 }
 
 // Stats are a log's cumulative counters.
@@ -54,38 +102,58 @@ type Stats struct {
 	Chunks, RawBytes, StoredBytes int64
 	// Decodes counts chunks decoded for reads.
 	Decodes int64
+	// Segments counts segment files created since Open.
+	Segments int64
 }
 
 // Log is the append-only log of one queue directory. All methods are safe
-// for concurrent use; one mutex serialises them (fdatasync runs outside it).
+// for concurrent use. One mutex (mu) guards the in-memory state; appends
+// and seals write chunks under it (pwrite). Creating, renaming, removing and
+// truncating files, and fdatasync, run outside it under a second mutex
+// (fmu) that serialises one log's file operations: the next segment file is
+// created ahead of time by a flush (a Syncer round), so a roll only writes
+// the new file's header.
 type Log struct {
-	fs   vfs.FS
-	dir  string
-	opts Options
-	log  zerolog.Logger
+	fs    vfs.FS
+	dir   string
+	opts  Options
+	log   zerolog.Logger
+	files *Files
 
-	mu          sync.Mutex
-	closed      bool
-	closeErr    error
-	err         error // sticky write or sync error
-	segs        []*seg
-	active      *seg
+	fmu sync.Mutex // file operations; taken before mu
+
+	mu       sync.Mutex
+	closed   bool
+	closeErr error
+	// failErr is set while writes fail (wrapping ErrFailing and the cause);
+	// appends are refused until recover succeeds.
+	failErr  error
+	failures int // consecutive failed attempts, for the Syncer's backoff
+	segs     []*seg
+	active   *seg // last of segs, nil when the log has no file
+	spare    *seg // prepared next file (base not yet known), nil if none
+	spareN   int
+	target   int64 // roll size of the active segment
+	// wantSpare asks the next flush to prepare a file.
+	wantSpare   bool
+	dirExists   bool
+	dirNew      bool // created: its entry in the parent is not yet synced
 	nextSeq     uint64
-	writtenNext uint64 // records below are written to files
+	writtenNext uint64 // records below are written to files (or discarded)
 	durableNext uint64 // records below are fsynced (written, when !Sync)
 
-	pending      []byte // raw chunk encoding of unsealed records
-	pendingOffs  []uint32
-	pendingFirst uint64
-	pendingTs0   int64
+	pend      []*piece // appended, not yet written; the last may be open
+	pendBytes int
+	unsynced  []*piece // written, not yet fdatasynced (Sync logs)
 
-	wbuf []byte
+	wbuf []byte // encode scratch, from bufPool while sealing
 	// rawStreak counts consecutive chunks that did not compress;
 	// skipCompress is how many chunks to store raw without trying.
 	rawStreak, skipCompress int
-	rbuf                    []byte
-	cache                   []*cachedChunk
+	cache                   []*piece
+	cacheBytes              int
 	tick                    uint64
+	touched                 bool // used since the last ReleaseIdle
 	gaps                    []Gap
 	rec                     Recovery
 	stats                   Stats
@@ -93,13 +161,18 @@ type Log struct {
 
 	// Syncer bookkeeping, guarded by the Syncer's mutex or owned by its loop.
 	syncDirty bool
-	roundErr  error
+	waiters   []func(error)
+	lastTry   time.Time
 }
 
 func (o *Options) setDefaults() {
 	if o.SegmentSize <= 0 {
 		o.SegmentSize = DefaultSegmentSize
 	}
+	if o.MinSegmentSize <= 0 {
+		o.MinSegmentSize = DefaultMinSegmentSize
+	}
+	o.MinSegmentSize = min(o.MinSegmentSize, o.SegmentSize)
 	if o.ChunkSize <= 0 {
 		o.ChunkSize = DefaultChunkSize
 	}
@@ -109,6 +182,12 @@ func (o *Options) setDefaults() {
 	if o.CacheChunks <= 0 {
 		o.CacheChunks = DefaultCacheChunks
 	}
+	if o.CacheBytes <= 0 {
+		o.CacheBytes = DefaultCacheBytes
+	}
+	if o.NextSeq == 0 {
+		o.NextSeq = 1
+	}
 }
 
 func segName(base uint64) string {
@@ -116,406 +195,216 @@ func segName(base uint64) string {
 	return strings.Repeat("0", seqDigits-len(s)) + s + segmentSuffix
 }
 
-// Open opens or creates the log in dir, recovering it as described in the
-// package documentation. It fails only on I/O errors, never on corrupt data.
-func Open(fs vfs.FS, dir string, opts Options) (*Log, error) {
-	opts.setDefaults()
-	if opts.Codec > CodecZstd {
-		return nil, fmt.Errorf("segment: unknown codec %d", opts.Codec)
-	}
-	l := &Log{fs: fs, dir: dir, opts: opts, log: opts.Logger.With().Str("dir", dir).Logger()}
-	_, statErr := fs.Stat(dir)
-	if err := fs.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("segment: mkdir %s: %w", dir, err)
-	}
-	if statErr != nil && opts.Sync {
-		// A new directory: make its entry durable before anything in it.
-		if err := syncDirPath(fs, fs.PathDir(dir)); err != nil {
-			return nil, err
-		}
-	}
-	names, err := fs.List(dir)
-	if err != nil {
-		return nil, fmt.Errorf("segment: list %s: %w", dir, err)
-	}
-	var bases []uint64
-	for _, name := range names {
-		if strings.HasSuffix(name, ".tmp") {
-			if err := fs.Remove(fs.PathJoin(dir, name)); err != nil {
-				return nil, fmt.Errorf("segment: remove %s: %w", name, err)
-			}
-			continue
-		}
-		if !strings.HasSuffix(name, segmentSuffix) || len(name) != seqDigits+len(segmentSuffix) {
-			continue
-		}
-		base, err := strconv.ParseUint(strings.TrimSuffix(name, segmentSuffix), 10, 64)
-		if err != nil || base == 0 {
-			l.log.Warn().Str("file", name).Msg("segment: ignoring badly named file")
-			continue
-		}
-		bases = append(bases, base)
-	}
-	sort.Slice(bases, func(i, j int) bool { return bases[i] < bases[j] })
-	if len(bases) == 0 {
-		s, err := l.createSegment(1)
-		if err != nil {
-			return nil, err
-		}
-		l.segs = []*seg{s}
-		l.nextSeq = 1
-	}
-	for i, base := range bases {
-		var nextBase uint64
-		if i+1 < len(bases) {
-			nextBase = bases[i+1]
-		}
-		s, end, err := l.recoverSegment(base, nextBase)
-		if err != nil {
-			l.closeFiles()
-			return nil, err
-		}
-		l.segs = append(l.segs, s)
-		l.nextSeq = end
-	}
-	l.active = l.segs[len(l.segs)-1]
-	l.writtenNext, l.durableNext, l.pendingFirst = l.nextSeq, l.nextSeq, l.nextSeq
-	l.rec.Segments = len(l.segs)
-	l.rec.Gaps = append([]Gap(nil), l.gaps...)
-	if len(l.rec.Gaps) > 0 || len(l.rec.Truncated) > 0 {
-		l.log.Warn().Int("gaps", len(l.rec.Gaps)).Int("truncated", len(l.rec.Truncated)).
-			Msg("segment: recovered with data loss")
-	}
-	return l, nil
-}
+// ---- appending ----
 
-// recoverSegment walks one segment file and returns it with the sequence
-// following its last valid record. nextBase is 0 for the last segment.
-func (l *Log) recoverSegment(base, nextBase uint64) (*seg, uint64, error) {
-	last := nextBase == 0
-	name := l.fs.PathJoin(l.dir, segName(base))
-	var f vfs.File
-	var err error
-	if last {
-		f, err = l.fs.OpenReadWrite(name, vfs.WriteCategoryUnspecified)
-	} else {
-		f, err = l.fs.Open(name)
-	}
-	if err != nil {
-		return nil, 0, fmt.Errorf("segment: open %s: %w", name, err)
-	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, 0, fmt.Errorf("segment: stat %s: %w", name, err)
-	}
-	fileSize := st.Size()
-	s := &seg{base: base, name: name, f: f}
-	hdr := make([]byte, fileHeaderSize)
-	headerOK := false
-	if n, _ := f.ReadAt(hdr, 0); n == fileHeaderSize {
-		hb, ok := parseFileHeader(hdr)
-		headerOK = ok && hb == base
-	}
-	if !headerOK {
-		l.log.Error().Str("file", name).Int64("size", fileSize).Msg("segment: bad file header")
-	}
-	off := int64(fileHeaderSize)
-	expected := base
-	var buf []byte
-	for off < fileSize {
-		h, ok, err := readChunk(f, off, fileSize, last, &buf)
-		if err != nil {
-			f.Close()
-			return nil, 0, fmt.Errorf("segment: read %s at %d: %w", name, off, err)
-		}
-		if ok && h.first >= expected {
-			if h.first > expected {
-				l.addGap(Gap{First: expected, Last: h.first - 1, File: name, Offset: off})
-			}
-			s.chunks = append(s.chunks, chunkRef{first: h.first, off: off, count: h.count,
-				size: uint32(chunkHeaderSize + h.storedLen)})
-			l.rec.Chunks++
-			expected = h.first + uint64(h.count)
-			off += int64(chunkHeaderSize + h.storedLen)
-			continue
-		}
-		next, nh, found, err := scanChunk(f, off+1, fileSize, expected)
-		if err != nil {
-			f.Close()
-			return nil, 0, fmt.Errorf("segment: scan %s at %d: %w", name, off, err)
-		}
-		if found {
-			g := Gap{First: expected, Last: nh.first - 1, File: name, Offset: off, Bytes: next - off}
-			l.log.Error().Str("file", name).Int64("offset", off).Int64("bytes", next-off).
-				Uint64("first", g.First).Uint64("last", g.Last).Msg("segment: skipped corrupt chunk")
-			if nh.first > expected {
-				l.addGap(g)
-			}
-			off = next
-			continue
-		}
-		if !last {
-			g := Gap{First: expected, Last: nextBase - 1, File: name, Offset: off, Bytes: fileSize - off}
-			l.log.Error().Str("file", name).Int64("offset", off).Int64("bytes", fileSize-off).
-				Msg("segment: corrupt segment tail")
-			if nextBase > expected {
-				l.addGap(g)
-			}
-		}
-		break
-	}
-	if !last && nextBase > expected && (len(l.gaps) == 0 || l.gaps[len(l.gaps)-1].Last < nextBase-1) {
-		l.addGap(Gap{First: expected, Last: nextBase - 1, File: name, Offset: off})
-	}
-	s.size = off
-	if last && (!headerOK || off != fileSize) {
-		if err := l.repairLast(s, fileSize); err != nil {
-			return nil, 0, err
-		}
-	}
-	return s, expected, nil
-}
-
-func (l *Log) addGap(g Gap) {
-	l.gaps = append(l.gaps, g)
-}
-
-// readChunk reads and validates the chunk at off. With full, the payload CRC
-// is checked too. ok is false for invalid data; err is for I/O errors only.
-func readChunk(f vfs.File, off, fileSize int64, full bool, buf *[]byte) (chunkHeader, bool, error) {
-	var hb [chunkHeaderSize]byte
-	if off+chunkHeaderSize > fileSize {
-		return chunkHeader{}, false, nil
-	}
-	if _, err := f.ReadAt(hb[:], off); err != nil && err != io.EOF {
-		return chunkHeader{}, false, err
-	}
-	h, ok := parseChunkHeader(hb[:])
-	if !ok || off+chunkHeaderSize+int64(h.storedLen) > fileSize {
-		return h, false, nil
-	}
-	if !full {
-		return h, true, nil
-	}
-	if cap(*buf) < int(h.storedLen) {
-		*buf = make([]byte, h.storedLen)
-	}
-	p := (*buf)[:h.storedLen]
-	if _, err := f.ReadAt(p, off+chunkHeaderSize); err != nil && err != io.EOF {
-		return h, false, err
-	}
-	return h, chunkCRC(hb[:], p) == h.crc, nil
-}
-
-// scanChunk looks for the next fully valid chunk at or after from.
-func scanChunk(f vfs.File, from, fileSize int64, expected uint64) (int64, chunkHeader, bool, error) {
-	if from >= fileSize {
-		return 0, chunkHeader{}, false, nil
-	}
-	data := make([]byte, fileSize-from)
-	if n, err := f.ReadAt(data, from); err != nil && err != io.EOF {
-		return 0, chunkHeader{}, false, err
-	} else {
-		data = data[:n]
-	}
-	magic := []byte(chunkMagic)
-	for i := 0; ; {
-		j := bytes.Index(data[i:], magic)
-		if j < 0 {
-			return 0, chunkHeader{}, false, nil
-		}
-		p := i + j
-		h, ok := parseChunkHeader(data[p:])
-		if ok && h.first >= expected && p+chunkHeaderSize+int(h.storedLen) <= len(data) {
-			payload := data[p+chunkHeaderSize : p+chunkHeaderSize+int(h.storedLen)]
-			if chunkCRC(data[p:], payload) == h.crc {
-				return from + int64(p), h, true, nil
-			}
-		}
-		i = p + 1
-	}
-}
-
-// repairLast keeps a .broken copy of the last segment and rewrites it with
-// its valid prefix (and a fresh header).
-func (l *Log) repairLast(s *seg, fileSize int64) error {
-	broken := s.name + ".broken"
-	if err := vfs.Copy(l.fs, s.name, broken); err != nil {
-		return fmt.Errorf("segment: copy %s: %w", s.name, err)
-	}
-	tmp := s.name + ".tmp"
-	nf, err := l.fs.Create(tmp, vfs.WriteCategoryUnspecified)
-	if err != nil {
-		return fmt.Errorf("segment: create %s: %w", tmp, err)
-	}
-	buf := make([]byte, 1<<20)
-	putFileHeader(buf, s.base)
-	if _, err := nf.Write(buf[:fileHeaderSize]); err != nil {
-		nf.Close()
-		return fmt.Errorf("segment: write %s: %w", tmp, err)
-	}
-	for off := int64(fileHeaderSize); off < s.size; {
-		n := int64(len(buf))
-		if s.size-off < n {
-			n = s.size - off
-		}
-		if _, err := s.f.ReadAt(buf[:n], off); err != nil && err != io.EOF {
-			nf.Close()
-			return fmt.Errorf("segment: read %s at %d: %w", s.name, off, err)
-		}
-		if _, err := nf.Write(buf[:n]); err != nil {
-			nf.Close()
-			return fmt.Errorf("segment: write %s: %w", tmp, err)
-		}
-		off += n
-	}
-	if err := nf.Sync(); err != nil {
-		nf.Close()
-		return fmt.Errorf("segment: sync %s: %w", tmp, err)
-	}
-	s.f.Close()
-	s.f = nil
-	if err := l.fs.Rename(tmp, s.name); err != nil {
-		nf.Close()
-		return fmt.Errorf("segment: rename %s: %w", tmp, err)
-	}
-	if err := l.syncDir(); err != nil {
-		nf.Close()
-		return err
-	}
-	s.f = nf
-	dropped := fileSize - s.size
-	if dropped < 0 {
-		dropped = 0
-	}
-	t := Truncation{File: s.name, Broken: broken, Offset: min(s.size, fileSize), Bytes: dropped}
-	l.rec.Truncated = append(l.rec.Truncated, t)
-	l.log.Warn().Str("file", s.name).Str("broken", broken).Int64("offset", t.Offset).
-		Int64("bytes", t.Bytes).Msg("segment: truncated torn tail")
-	return nil
-}
-
-func (l *Log) syncDir() error { return syncDirPath(l.fs, l.dir) }
-
-func syncDirPath(fs vfs.FS, dir string) error {
-	d, err := fs.OpenDir(dir)
-	if err != nil {
-		return fmt.Errorf("segment: open dir %s: %w", dir, err)
-	}
-	err = d.Sync()
-	cerr := d.Close()
-	if err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("segment: sync dir %s: %w", dir, err)
-	}
-	return nil
-}
-
-// createSegment makes a new segment file: write header to a .tmp, fsync,
-// rename, fsync the directory.
-func (l *Log) createSegment(base uint64) (*seg, error) {
-	name := l.fs.PathJoin(l.dir, segName(base))
-	tmp := name + ".tmp"
-	f, err := l.fs.Create(tmp, vfs.WriteCategoryUnspecified)
-	if err != nil {
-		return nil, fmt.Errorf("segment: create %s: %w", tmp, err)
-	}
-	var hdr [fileHeaderSize]byte
-	putFileHeader(hdr[:], base)
-	if _, err := f.Write(hdr[:]); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("segment: write %s: %w", tmp, err)
-	}
-	if l.opts.Sync {
-		if err := f.Sync(); err != nil {
-			f.Close()
-			return nil, fmt.Errorf("segment: sync %s: %w", tmp, err)
-		}
-	}
-	if err := l.fs.Rename(tmp, name); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("segment: rename %s: %w", tmp, err)
-	}
-	if l.opts.Sync {
-		if err := l.syncDir(); err != nil {
-			f.Close()
-			return nil, err
-		}
-	}
-	return &seg{base: base, name: name, f: f, size: fileHeaderSize}, nil
-}
-
-// Append adds records with consecutive sequences to the pending buffer and
-// returns the first one. Records' Seq fields are ignored. Append seals on
-// its own when the pending buffer reaches Options.ChunkSize; otherwise
-// records reach the file on Seal (usually a Syncer round). The batch is
-// checked for size before any record is added.
+// Append adds records with consecutive sequences to the pending records
+// and returns the first one. Records' Seq fields are ignored. Records reach
+// the file on Seal (usually a Syncer round); Append seals by itself when a
+// chunk's worth (Options.ChunkSize) is pending and a file is ready. The
+// batch is checked for size before any record is added. While the log
+// fails writes, Append returns an error wrapping ErrFailing.
 func (l *Log) Append(recs ...Record) (uint64, error) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.appendLocked(recs)
+	first, err := l.appendLocked(recs)
+	want := err == nil && l.wantSpare && l.spare == nil && len(l.pend) > 0
+	l.mu.Unlock()
+	if want {
+		if l.opts.WantFlush != nil {
+			l.opts.WantFlush(l)
+		} else {
+			// A log used without a Syncer writes full chunks itself.
+			l.fmu.Lock()
+			l.writeLocked(false)
+			l.fmu.Unlock()
+		}
+	}
+	return first, err
 }
 
 func (l *Log) appendLocked(recs []Record) (uint64, error) {
 	if l.closed {
 		return 0, ErrClosed
 	}
-	if l.err != nil {
-		return 0, l.err
+	if l.failErr != nil {
+		return 0, l.failErr
 	}
 	for i := range recs {
 		if recordBodySize(&recs[i], 0)+2*binary.MaxVarintLen64 > MaxChunkSize {
 			return 0, fmt.Errorf("%w: %d bytes", ErrTooLarge, len(recs[i].Body))
 		}
 	}
+	l.touched = true
 	first := l.nextSeq
+	full := false
 	for i := range recs {
 		r := &recs[i]
+		if r.Owned && len(r.Body) >= LargeBody {
+			// A chunk of its own, written from the caller's buffer.
+			l.closeOpenLocked()
+			n := recordBodySize(r, r.Timestamp)
+			p := &piece{first: l.nextSeq, count: 1, ts0: r.Timestamp, closed: true, body: r.Body}
+			p.raw = appendRecordPrefix(make([]byte, 0, n-len(r.Body)+binary.MaxVarintLen64), r, r.Timestamp, n)
+			p.offs = []uint32{0}
+			if r.Flags&FlagPersistent == 0 {
+				p.transient = 1
+			}
+			l.pend = append(l.pend, p)
+			l.pendBytes += p.rawLen()
+			l.nextSeq++
+			full = true
+			continue
+		}
+		p := l.openPieceLocked()
 		delta := r.Timestamp
-		if len(l.pendingOffs) > 0 {
-			delta = r.Timestamp - l.pendingTs0
+		if p.count > 0 {
+			delta = r.Timestamp - p.ts0
 		}
 		n := recordBodySize(r, delta)
-		if len(l.pendingOffs) > 0 && len(l.pending)+uvarintLen(uint64(n))+n > l.opts.ChunkSize {
-			if err := l.sealLocked(); err != nil {
-				return 0, err
-			}
+		if p.count > 0 && len(p.raw)+uvarintLen(uint64(n))+n > l.opts.ChunkSize {
+			p.closed = true
+			full = true
+			p = l.openPieceLocked()
 			delta = r.Timestamp
 			n = recordBodySize(r, delta)
 		}
-		if len(l.pendingOffs) == 0 {
-			l.pendingFirst = l.nextSeq
-			l.pendingTs0 = r.Timestamp
+		if p.count == 0 {
+			p.first, p.ts0 = l.nextSeq, r.Timestamp
 		}
-		l.pendingOffs = append(l.pendingOffs, uint32(len(l.pending)))
-		l.pending = appendRecord(l.pending, r, delta, n)
+		before := len(p.raw)
+		p.offs = append(p.offs, uint32(before))
+		p.raw = appendRecord(p.raw, r, delta, n)
+		p.count++
+		if r.Flags&FlagPersistent == 0 {
+			p.transient++
+		}
+		l.pendBytes += len(p.raw) - before
 		l.nextSeq++
+	}
+	if full {
+		// Write the full chunks now if a file is ready; otherwise the
+		// next flush creates the file and writes them.
+		if err := l.sealLocked(false, false); err != nil {
+			// The records stay pending and are written by a retry.
+			return first, nil
+		}
 	}
 	return first, nil
 }
 
-// Seal writes the pending records as one chunk (write(2), no fsync),
-// rolling to a new segment first when the active one is full.
-func (l *Log) Seal() error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.closed {
-		return ErrClosed
+// openPieceLocked returns the open pending piece, starting one if needed.
+func (l *Log) openPieceLocked() *piece {
+	if n := len(l.pend); n > 0 && !l.pend[n-1].closed {
+		return l.pend[n-1]
 	}
-	return l.sealLocked()
+	p := &piece{first: l.nextSeq}
+	if c := l.recycleLocked(); c != nil {
+		p.raw, p.offs = c.raw[:0], c.offs[:0]
+	}
+	l.pend = append(l.pend, p)
+	return p
 }
 
-func (l *Log) sealLocked() error {
-	if l.err != nil {
-		return l.err
+func (l *Log) closeOpenLocked() {
+	if n := len(l.pend); n > 0 {
+		l.pend[n-1].closed = true
+		if l.pend[n-1].count == 0 {
+			l.pend = l.pend[:n-1]
+		}
 	}
-	if len(l.pendingOffs) == 0 {
+}
+
+// recycleLocked takes the buffers of the least recently used cached piece
+// when the cache is full, so a steady stream reuses its buffers.
+func (l *Log) recycleLocked() *piece {
+	if len(l.cache) < l.opts.CacheChunks {
 		return nil
 	}
-	first, count := l.pendingFirst, uint32(len(l.pendingOffs))
+	v := 0
+	for i, c := range l.cache {
+		if c.lru < l.cache[v].lru {
+			v = i
+		}
+	}
+	c := l.cache[v]
+	if c.body != nil || cap(c.raw) > 2*l.opts.ChunkSize {
+		return nil
+	}
+	l.dropCacheLocked(v)
+	return c
+}
+
+// ---- sealing and rolling ----
+
+// Seal writes the pending records as chunks, creating and naming the
+// segment files they need, without fdatasync of the data (with Sync, a new
+// file's directory entry is synced).
+func (l *Log) Seal() error {
+	l.fmu.Lock()
+	defer l.fmu.Unlock()
+	if err := l.writeLocked(true); err != nil {
+		return err
+	}
+	return l.nameFiles()
+}
+
+// sealLocked writes pending pieces: all of them, or only the closed ones.
+// With stopFull it stops when the active segment is full and no spare is
+// ready (a flush then prepares one and goes on); otherwise it writes past
+// the segment's target.
+func (l *Log) sealLocked(all, stopFull bool) error {
+	if l.failErr != nil {
+		return l.failErr
+	}
+	for len(l.pend) > 0 {
+		p := l.pend[0]
+		if !p.closed && !all {
+			break
+		}
+		if p.count == 0 {
+			l.pend = l.pend[1:]
+			continue
+		}
+		if l.active == nil || l.active.readOnly {
+			if l.spare == nil {
+				l.wantSpare = true
+				return nil // a flush creates the file
+			}
+			if err := l.rollLocked(p.first); err != nil {
+				return err
+			}
+		}
+		if stopFull && l.spare == nil {
+			if s := l.active; s.size > s.hdr && s.size+int64(p.rawLen()/2) > l.target {
+				l.wantSpare = true
+				return nil
+			}
+		}
+		if err := l.writePieceLocked(p); err != nil {
+			return err
+		}
+		l.pend[0] = nil
+		l.pend = l.pend[1:]
+		l.pendBytes -= p.rawLen()
+		p.closed = true
+		if l.opts.Sync {
+			l.unsynced = append(l.unsynced, p)
+		} else {
+			l.durableNext = l.writtenNext
+			l.cachePutLocked(p)
+		}
+	}
+	if len(l.pend) == 0 {
+		l.pend = nil
+	}
+	if s := l.active; s != nil && l.spare == nil && s.size >= l.target-l.target/4 {
+		l.wantSpare = true
+	}
+	return nil
+}
+
+// writePieceLocked encodes p as one chunk and writes it at the end of the
+// active segment, rolling first if it is full and a spare is ready.
+func (l *Log) writePieceLocked(p *piece) error {
 	codec := l.opts.Codec
 	if l.skipCompress > 0 {
 		// Recent chunks did not compress: store raw without trying, and
@@ -523,150 +412,519 @@ func (l *Log) sealLocked() error {
 		codec = CodecNone
 		l.skipCompress--
 	}
-	hdr, payload, err := encodeChunkParts(l.wbuf, l.pending, codec, first, count)
+	if l.wbuf == nil {
+		l.wbuf = getBuf(0)
+	}
+	var e encoded
+	var err error
+	l.wbuf, err = e.encode(l.wbuf, p, codec)
 	if err != nil {
 		return err
 	}
-	raw := storedRaw(payload, l.pending)
 	switch {
 	case codec == CodecNone:
-	case raw:
+	case e.raw:
 		l.rawStreak = min(l.rawStreak+1, 6)
 		l.skipCompress = 1 << l.rawStreak
 	default:
 		l.rawStreak = 0
 	}
-	// A compressed payload follows the header in wbuf; a raw one is the
-	// pending buffer itself and is written after the header, not copied.
-	l.wbuf = hdr[:cap(hdr)]
-	size := len(hdr) + len(payload)
-	if s := l.active; s.size > fileHeaderSize && s.size+int64(size) > l.opts.SegmentSize {
-		if err := l.rollLocked(first); err != nil {
-			return err
+	s := l.active
+	if s.size > s.hdr && s.size+int64(e.size) > l.target {
+		if l.spare != nil {
+			if err := l.rollLocked(p.first); err != nil {
+				return err
+			}
+			s = l.active
+		} else {
+			l.wantSpare = true // write past the target until one is ready
 		}
 	}
-	s := l.active
-	write := func(b []byte, off int64) error {
-		if n, err := s.f.WriteAt(b, off); err != nil || n != len(b) {
+	f, err := l.files.acquire(s.h, true)
+	if err != nil {
+		return l.failLocked(err, s)
+	}
+	off := s.size
+	for _, b := range e.parts[:e.n] {
+		if len(b) == 0 {
+			continue
+		}
+		if n, err := f.WriteAt(b, off); err != nil || n != len(b) {
 			if err == nil {
 				err = io.ErrShortWrite
 			}
-			l.err = fmt.Errorf("segment: write %s at %d: %w", s.name, off, err)
-			return l.err
+			l.files.release(s.h)
+			return l.failLocked(fmt.Errorf("segment: write %s at %d: %w", s.name, off, err), s)
 		}
-		return nil
+		off += int64(len(b))
 	}
-	if raw {
-		if err := write(hdr, s.size); err != nil {
-			return err
-		}
-		if err := write(payload, s.size+int64(len(hdr))); err != nil {
-			return err
-		}
-	} else if err := write(hdr[:size], s.size); err != nil {
-		return err
-	}
-	s.chunks = append(s.chunks, chunkRef{first: first, off: s.size, count: count, size: uint32(size)})
-	s.size += int64(size)
-	l.stats.Chunks++
-	l.stats.RawBytes += int64(len(l.pending))
-	l.stats.StoredBytes += int64(size)
-	l.writtenNext = first + uint64(count)
+	l.files.release(s.h)
+	s.chunks = append(s.chunks, chunkRef{first: p.first, off: s.size, count: p.count,
+		size: uint32(e.size), transient: p.transient})
+	s.size += int64(e.size)
 	if !l.opts.Sync {
-		l.durableNext = l.writtenNext
+		s.synced = s.size
 	}
-	if cap(l.pending) > 2*l.opts.ChunkSize {
-		l.pending = nil
-	}
+	l.writtenNext = p.end()
+	l.stats.Chunks++
+	l.stats.RawBytes += int64(p.rawLen())
+	l.stats.StoredBytes += int64(e.size)
 	if cap(l.wbuf) > 4*l.opts.ChunkSize {
 		l.wbuf = nil
 	}
-	l.pending = l.pending[:0]
-	l.pendingOffs = l.pendingOffs[:0]
-	l.pendingFirst = l.nextSeq
 	return nil
 }
 
-// rollLocked makes a new active segment starting at base, fsyncing the old
-// one first so that every segment but the last is durable.
+// rollLocked makes the prepared spare the active segment, starting at
+// base: its header is written here (a pwrite, no fsync); the next Sync
+// renames it, fsyncs the directory and its data.
 func (l *Log) rollLocked(base uint64) error {
-	old := l.active
-	if l.opts.Sync && l.durableNext < l.writtenNext {
-		if err := old.f.SyncData(); err != nil {
-			l.err = fmt.Errorf("segment: sync %s: %w", old.name, err)
-			return l.err
-		}
-		l.durableNext = l.writtenNext
-	}
-	s, err := l.createSegment(base)
+	s := l.spare
+	hdr := appendFileHeader(nil, base, l.opts.Identity)
+	f, err := l.files.acquire(s.h, true)
 	if err != nil {
-		return err
+		return l.failLocked(err, nil)
 	}
+	_, err = f.WriteAt(hdr, 0)
+	l.files.release(s.h)
+	if err != nil {
+		return l.failLocked(fmt.Errorf("segment: write header of %s: %w", s.h.path, err), nil)
+	}
+	l.spare = nil
+	s.base = base
+	s.name = l.fs.PathJoin(l.dir, segName(base))
+	s.hdr, s.size = int64(len(hdr)), int64(len(hdr))
+	if !l.opts.Sync {
+		s.synced = s.size
+	}
+	l.target = l.nextTargetLocked()
 	l.segs = append(l.segs, s)
 	l.active = s
+	l.stats.Segments++
 	return nil
 }
 
-// Roll seals pending records and starts a new segment file, unless the
-// active segment is empty.
+// nextTargetLocked sizes a new segment: twice what the live segments hold,
+// within [MinSegmentSize, SegmentSize].
+func (l *Log) nextTargetLocked() int64 {
+	var live int64
+	for _, s := range l.segs {
+		live += s.size
+	}
+	return min(max(2*live, l.opts.MinSegmentSize), l.opts.SegmentSize)
+}
+
+// Roll seals pending records and makes the next record start a new
+// segment file (once the next flush has prepared it), unless the active
+// segment is empty.
 func (l *Log) Roll() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
 		return ErrClosed
 	}
-	if err := l.sealLocked(); err != nil {
+	if err := l.sealLocked(true, false); err != nil {
 		return err
 	}
-	if len(l.active.chunks) == 0 {
+	if l.active == nil || len(l.active.chunks) == 0 {
 		return nil
 	}
-	return l.rollLocked(l.nextSeq)
+	l.target = l.active.size // full: the next chunk rolls
+	l.wantSpare = true
+	return nil
+}
+
+// ---- flushing: files, sync, failure ----
+
+// prepare creates the next segment file when the log needs one: it has
+// pending records to write (all of them, or only full chunks) and no file,
+// or its active segment is filling up.
+func (l *Log) prepare(all bool) error {
+	l.mu.Lock()
+	writable := len(l.pend) > 0 && (all || l.pend[0].closed)
+	need := !l.closed && l.failErr == nil && l.spare == nil &&
+		((l.active == nil && writable) || l.wantSpare || (l.active != nil && l.active.readOnly && writable))
+	if !need {
+		l.mu.Unlock()
+		return nil
+	}
+	dirExists := l.dirExists
+	n := l.spareN
+	l.spareN++
+	l.mu.Unlock()
+	if !dirExists {
+		if err := l.fs.MkdirAll(l.dir, 0o755); err != nil {
+			return l.fail(fmt.Errorf("segment: mkdir %s: %w", l.dir, err))
+		}
+		l.mu.Lock()
+		l.dirExists, l.dirNew = true, true
+		l.mu.Unlock()
+	}
+	path := l.fs.PathJoin(l.dir, "next-"+strconv.Itoa(n)+".tmp")
+	f, err := l.fs.Create(path, vfs.WriteCategoryUnspecified)
+	if err != nil {
+		return l.fail(fmt.Errorf("segment: create %s: %w", path, err))
+	}
+	h := &handle{fs: l.fs, path: path}
+	l.files.adopt(h, f, true)
+	l.files.release(h)
+	l.mu.Lock()
+	l.spare = &seg{h: h, tmp: true}
+	l.wantSpare = false
+	l.mu.Unlock()
+	return nil
+}
+
+// flush makes everything appended so far durable: it prepares a file if
+// needed, seals and syncs. The Syncer calls it once per round for each
+// dirty log.
+func (l *Log) flush(all bool) error {
+	l.fmu.Lock()
+	defer l.fmu.Unlock()
+	return l.flushLocked(all)
+}
+
+// flushLocked flushes with fmu held. Without all, only full chunks are
+// written (a transient log keeps the rest in memory).
+func (l *Log) flushLocked(all bool) error {
+	if err := l.writeLocked(all); err != nil {
+		return err
+	}
+	if err := l.syncFiles(); err != nil {
+		return err
+	}
+	// A roll during the seal may want the following file ready already.
+	return l.prepare(all)
+}
+
+// writeLocked writes pending records (all, or only full chunks), preparing
+// files as needed. Called with fmu held.
+func (l *Log) writeLocked(all bool) error {
+	for i := 0; ; i++ {
+		if err := l.prepare(all); err != nil {
+			return err
+		}
+		l.mu.Lock()
+		if l.closed {
+			l.mu.Unlock()
+			return ErrClosed
+		}
+		err := l.sealLocked(all, true)
+		// Stopped at a full segment: prepare the next file and go on.
+		more := len(l.pend) > 0 && (all || l.pend[0].closed) && l.wantSpare && l.spare == nil && i < 1<<16
+		l.mu.Unlock()
+		if err != nil || !more {
+			return err
+		}
+	}
+}
+
+// syncJob is one segment to make durable.
+type syncJob struct {
+	s    *seg
+	size int64
+	end  uint64
+	from string // prepared path to rename from, if s.tmp
+}
+
+// nameFiles gives prepared files that hold records their final names
+// (with Sync, the parent and the log's directory are fsynced after).
+// Called with fmu held.
+func (l *Log) nameFiles() error {
+	l.mu.Lock()
+	var jobs []*seg
+	for _, s := range l.segs {
+		if s.tmp {
+			jobs = append(jobs, s)
+		}
+	}
+	dirNew := l.dirNew && l.opts.Sync
+	l.mu.Unlock()
+	if dirNew {
+		if err := syncDirPath(l.fs, l.fs.PathDir(l.dir)); err != nil {
+			return l.fail(err)
+		}
+		l.mu.Lock()
+		l.dirNew = false
+		l.mu.Unlock()
+	}
+	for _, s := range jobs {
+		from := s.h.path
+		if err := l.fs.Rename(from, s.name); err != nil {
+			return l.fail(fmt.Errorf("segment: rename %s: %w", from, err))
+		}
+		l.files.rename(s.h, s.name)
+		l.mu.Lock()
+		s.tmp = false
+		l.mu.Unlock()
+	}
+	if len(jobs) > 0 && l.opts.Sync {
+		if err := l.syncDir(); err != nil {
+			return l.fail(err)
+		}
+	}
+	return nil
+}
+
+// syncFiles makes the written records durable, in order: for each segment
+// with unsynced bytes it renames a prepared file to its final name and
+// fsyncs the directory, then fdatasyncs the data. Called with fmu held.
+func (l *Log) syncFiles() error {
+	l.mu.Lock()
+	if l.failErr != nil {
+		defer l.mu.Unlock()
+		return l.failErr
+	}
+	var jobs []syncJob
+	for _, s := range l.segs {
+		if s.synced < s.size || s.tmp {
+			jobs = append(jobs, syncJob{s: s, size: s.size, end: s.end()})
+			if s.tmp {
+				jobs[len(jobs)-1].from = s.h.path
+			}
+		}
+	}
+	target := l.writtenNext
+	dirNew := l.dirNew
+	l.mu.Unlock()
+	if !l.opts.Sync {
+		return l.nameFiles() // no fsync; prepared files get their final names
+	}
+	if dirNew {
+		if err := syncDirPath(l.fs, l.fs.PathDir(l.dir)); err != nil {
+			return l.fail(err)
+		}
+		l.mu.Lock()
+		l.dirNew = false
+		l.mu.Unlock()
+	}
+	for _, j := range jobs {
+		if j.from != "" {
+			if err := l.fs.Rename(j.from, j.s.name); err != nil {
+				return l.fail(fmt.Errorf("segment: rename %s: %w", j.from, err))
+			}
+			l.files.rename(j.s.h, j.s.name)
+			l.mu.Lock()
+			j.s.tmp = false
+			l.mu.Unlock()
+			if err := l.syncDir(); err != nil {
+				return l.fail(err)
+			}
+		}
+		f, err := l.files.acquire(j.s.h, true)
+		if err == nil {
+			err = f.SyncData()
+			l.files.release(j.s.h)
+			if err != nil {
+				err = fmt.Errorf("segment: sync %s: %w", j.s.name, err)
+			}
+		}
+		if err != nil {
+			return l.fail(err)
+		}
+		l.mu.Lock()
+		j.s.synced = max(j.s.synced, j.size)
+		l.advanceDurableLocked(j.end)
+		l.mu.Unlock()
+	}
+	l.mu.Lock()
+	l.advanceDurableLocked(target)
+	l.mu.Unlock()
+	return nil
+}
+
+// advanceDurableLocked records that everything below seq is durable and
+// moves the synced pieces to the read cache.
+func (l *Log) advanceDurableLocked(seq uint64) {
+	if seq <= l.durableNext {
+		return
+	}
+	l.durableNext = seq
+	i := 0
+	for ; i < len(l.unsynced) && l.unsynced[i].end() <= seq; i++ {
+		l.cachePutLocked(l.unsynced[i])
+		l.unsynced[i] = nil
+	}
+	l.unsynced = l.unsynced[i:]
+	if len(l.unsynced) == 0 {
+		l.unsynced = nil
+	}
+}
+
+// fail records a failed file operation (mu not held).
+func (l *Log) fail(err error) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.failLocked(err, nil)
+}
+
+// failLocked puts the log in the failing state: appends are refused, and
+// the records not yet durable stay in memory to be written again by
+// recover. s, if set, may hold a partial write past its size.
+func (l *Log) failLocked(err error, s *seg) error {
+	if s != nil {
+		s.dirty = true
+	}
+	if l.failErr == nil {
+		l.failErr = fmt.Errorf("%w: %w", ErrFailing, err)
+		l.log.Error().Err(err).Msg("segment: write failed; refusing appends until a retry succeeds")
+	}
+	l.failures++
+	return l.failErr
+}
+
+// Failing returns the error the log fails writes with, or nil.
+func (l *Log) Failing() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.failErr
+}
+
+// recover tries to leave the failing state: it truncates every segment
+// back to its durable size (a segment with nothing durable is removed), puts
+// the records written since back in front of the pending ones, and accepts
+// appends again. Called with fmu held; the caller then flushes.
+func (l *Log) recover() error {
+	l.mu.Lock()
+	if l.failErr == nil || l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	type cut struct {
+		s    *seg
+		size int64
+	}
+	var cuts []cut
+	for _, s := range l.segs {
+		if s.synced < s.size || s.dirty || s.tmp {
+			size := s.synced
+			if size < s.hdr || (s.tmp && l.opts.Sync) {
+				size = 0 // nothing durable in it: removed
+			}
+			cuts = append(cuts, cut{s, size})
+		}
+	}
+	spare := l.spare
+	l.mu.Unlock()
+
+	var removed []*seg
+	for _, c := range cuts {
+		if c.size == 0 {
+			l.files.forget(c.s.h)
+			if err := l.fs.Remove(c.s.h.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return l.retryFailed(fmt.Errorf("segment: remove %s: %w", c.s.h.path, err))
+			}
+			removed = append(removed, c.s)
+			continue
+		}
+		f, err := l.files.acquire(c.s.h, true)
+		if err == nil {
+			err = truncateFile(f, c.size)
+			l.files.release(c.s.h)
+		}
+		if err != nil {
+			return l.retryFailed(fmt.Errorf("segment: truncate %s to %d: %w", c.s.name, c.size, err))
+		}
+	}
+	if spare != nil {
+		// A spare written to by a failed roll: start it afresh.
+		f, err := l.files.acquire(spare.h, true)
+		if err == nil {
+			err = truncateFile(f, 0)
+			l.files.release(spare.h)
+		}
+		if err != nil {
+			return l.retryFailed(fmt.Errorf("segment: truncate %s: %w", spare.h.path, err))
+		}
+	}
+
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, c := range cuts {
+		s := c.s
+		s.dirty = false
+		if c.size == 0 {
+			continue
+		}
+		s.size = c.size
+		k := len(s.chunks)
+		for k > 0 && s.chunks[k-1].off+int64(s.chunks[k-1].size) > c.size {
+			k--
+		}
+		s.chunks = s.chunks[:k]
+	}
+	if len(removed) > 0 {
+		kept := l.segs[:0]
+		for _, s := range l.segs {
+			if !slicesContains(removed, s) {
+				kept = append(kept, s)
+			}
+		}
+		clear(l.segs[len(kept):])
+		l.segs = kept
+		l.active = nil
+		if n := len(l.segs); n > 0 {
+			l.active = l.segs[n-1]
+		}
+	}
+	if l.opts.Sync {
+		// The records written since the last sync are written again.
+		pend := make([]*piece, 0, len(l.unsynced)+len(l.pend))
+		pend = append(pend, l.unsynced...)
+		pend = append(pend, l.pend...)
+		for _, p := range l.unsynced {
+			l.pendBytes += p.rawLen()
+		}
+		l.pend, l.unsynced = pend, nil
+		l.writtenNext = l.durableNext
+	}
+	if l.active != nil {
+		l.target = max(l.target, l.active.size)
+	}
+	l.log.Info().Int("attempts", l.failures).Msg("segment: writes work again")
+	l.failErr = nil
+	l.failures = 0
+	return nil
+}
+
+func slicesContains(ss []*seg, s *seg) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func (l *Log) retryFailed(err error) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.failures++
+	l.log.Debug().Err(err).Msg("segment: retry failed")
+	return l.failErr
 }
 
 // Sync fdatasyncs the records written so far (it does not seal). It is a
 // no-op for a log opened with Sync false.
 func (l *Log) Sync() error {
+	l.fmu.Lock()
+	defer l.fmu.Unlock()
 	l.mu.Lock()
-	if l.err != nil {
-		defer l.mu.Unlock()
-		return l.err
-	}
-	if l.closed {
-		defer l.mu.Unlock()
+	closed := l.closed
+	l.mu.Unlock()
+	if closed {
 		return ErrClosed
 	}
-	target := l.writtenNext
-	if !l.opts.Sync || l.durableNext >= target {
-		l.mu.Unlock()
-		return nil
-	}
-	f, name := l.active.f, l.active.name
-	l.mu.Unlock()
-	err := f.SyncData()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.durableNext >= target {
-		return nil // a roll synced it meanwhile (and may have closed f)
-	}
-	if err != nil {
-		if l.closed {
-			return ErrClosed
-		}
-		l.err = fmt.Errorf("segment: sync %s: %w", name, err)
-		return l.err
-	}
-	l.durableNext = target
-	return nil
+	return l.syncFiles()
 }
 
-// Flush seals and syncs: everything appended so far is durable on return.
+// Flush seals and syncs: everything appended so far is durable on return
+// (it creates the log's file if needed).
 func (l *Log) Flush() error {
-	if err := l.Seal(); err != nil {
-		return err
-	}
-	return l.Sync()
+	return l.flush(true)
 }
+
+// ---- accessors ----
 
 // NextSeq returns the sequence the next appended record will get.
 func (l *Log) NextSeq() uint64 {
@@ -675,12 +933,24 @@ func (l *Log) NextSeq() uint64 {
 	return l.nextSeq
 }
 
-// FirstSeq returns the lowest sequence still held (the base of the oldest
-// segment); it equals NextSeq for an empty log.
+// FirstSeq returns the lowest sequence still held; it equals NextSeq for
+// an empty log.
 func (l *Log) FirstSeq() uint64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.segs[0].base
+	return l.firstSeqLocked()
+}
+
+func (l *Log) firstSeqLocked() uint64 {
+	switch {
+	case len(l.segs) > 0:
+		return l.segs[0].base
+	case len(l.unsynced) > 0:
+		return l.unsynced[0].first
+	case len(l.pend) > 0:
+		return l.pend[0].first
+	}
+	return l.nextSeq
 }
 
 // DurableNext returns the sequence below which every record is durable
@@ -727,10 +997,41 @@ func (l *Log) Stats() Stats {
 // Dir returns the log's directory.
 func (l *Log) Dir() string { return l.dir }
 
+// ChunkInfo describes one chunk for CountChunks.
+type ChunkInfo struct {
+	First uint64
+	Count uint32
+	// Transient counts the records without FlagPersistent; Known is false
+	// for chunks of format version 1, which do not record it.
+	Transient uint32
+	Known     bool
+}
+
+// Chunks calls fn for every chunk written to the segment files with
+// records at or above from, in order, from the chunk headers walked at Open
+// and the chunks written since (no read).
+func (l *Log) Chunks(from uint64, fn func(ChunkInfo)) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, s := range l.segs {
+		if s.end() <= from {
+			continue
+		}
+		for _, c := range s.chunks {
+			if c.first+uint64(c.count) <= from || c.bad {
+				continue
+			}
+			fn(ChunkInfo{First: c.first, Count: c.count, Transient: c.transient, Known: !c.v1})
+		}
+	}
+}
+
+// ---- reading ----
+
 // Read returns a copy of the record with sequence seq: ErrNotFound outside
 // [FirstSeq, NextSeq), an error wrapping ErrLost inside a Gap (and also
-// ErrCorrupt when the corruption is found by this read). Unsealed records are
-// served from the pending buffer.
+// ErrCorrupt when the corruption is found by this read). Records not yet
+// written are served from memory.
 func (l *Log) Read(seq uint64) (Record, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -785,24 +1086,51 @@ func bytesString(b []byte) string {
 	return unsafe.String(&b[0], len(b))
 }
 
+// findPiece returns the piece of ps holding seq, or nil.
+func findPiece(ps []*piece, seq uint64) *piece {
+	for i := len(ps) - 1; i >= 0; i-- {
+		if p := ps[i]; p.first <= seq {
+			if seq < p.end() {
+				return p
+			}
+			return nil
+		}
+	}
+	return nil
+}
+
 func (l *Log) findLocked(seq uint64, v *recordView) error {
 	if l.closed {
 		return ErrClosed
 	}
-	if seq < l.segs[0].base || seq >= l.nextSeq {
+	if seq < l.firstSeqLocked() || seq >= l.nextSeq {
 		return fmt.Errorf("%w: %d", ErrNotFound, seq)
 	}
-	if len(l.pendingOffs) > 0 && seq >= l.pendingFirst {
-		idx := seq - l.pendingFirst
-		if !parseRecord(l.pending[l.pendingOffs[idx]:], v) {
-			return fmt.Errorf("%w: pending record %d", ErrCorrupt, seq)
+	l.touched = true
+	p := findPiece(l.pend, seq)
+	if p == nil {
+		p = findPiece(l.unsynced, seq)
+	}
+	if p == nil {
+		for _, c := range l.cache {
+			if c.first <= seq && seq < c.end() {
+				l.tick++
+				c.lru = l.tick
+				p = c
+				break
+			}
 		}
-		if idx > 0 {
-			v.ts += l.pendingTs0
+	}
+	if p != nil {
+		if !p.view(seq, v) {
+			return fmt.Errorf("%w: record %d in memory", ErrCorrupt, seq)
 		}
 		return nil
 	}
 	i := sort.Search(len(l.segs), func(i int) bool { return l.segs[i].base > seq }) - 1
+	if i < 0 {
+		return fmt.Errorf("%w: %d", ErrLost, seq)
+	}
 	s := l.segs[i]
 	j := sort.Search(len(s.chunks), func(j int) bool {
 		return s.chunks[j].first+uint64(s.chunks[j].count) > seq
@@ -818,81 +1146,109 @@ func (l *Log) findLocked(seq uint64, v *recordView) error {
 	if err != nil {
 		return err
 	}
-	idx := seq - c.first
-	if !parseRecord(c.raw[c.offs[idx]:], v) {
+	if !c.view(seq, v) {
 		return fmt.Errorf("%w: record %d in %s at %d", ErrCorrupt, seq, s.name, ref.off)
-	}
-	if idx > 0 {
-		v.ts += c.ts0
 	}
 	return nil
 }
 
-func (l *Log) loadChunkLocked(s *seg, ref *chunkRef) (*cachedChunk, error) {
+// cachePutLocked adds a decoded (or just written) piece to the read cache,
+// evicting the least recently used ones past CacheChunks or CacheBytes.
+func (l *Log) cachePutLocked(p *piece) {
 	l.tick++
-	var victim *cachedChunk
-	for _, c := range l.cache {
-		if c.valid && c.first == ref.first {
-			c.lru = l.tick
-			return c, nil
+	p.lru = l.tick
+	l.cache = append(l.cache, p)
+	l.cacheBytes += p.memSize()
+	for len(l.cache) > 1 && (len(l.cache) > l.opts.CacheChunks || l.cacheBytes > l.opts.CacheBytes) {
+		v := 0
+		for i, c := range l.cache {
+			if c.lru < l.cache[v].lru {
+				v = i
+			}
 		}
-		if victim == nil || !c.valid || (victim.valid && c.lru < victim.lru) {
-			victim = c
-		}
+		l.dropCacheLocked(v)
 	}
-	if len(l.cache) < l.opts.CacheChunks {
-		victim = &cachedChunk{}
-		l.cache = append(l.cache, victim)
+}
+
+func (l *Log) dropCacheLocked(i int) {
+	l.cacheBytes -= l.cache[i].memSize()
+	l.cache = append(l.cache[:i], l.cache[i+1:]...)
+	if len(l.cache) == 0 {
+		l.cache = nil
 	}
-	victim.valid = false
-	if s.f == nil {
-		f, err := l.fs.Open(s.name)
-		if err != nil {
-			return nil, fmt.Errorf("segment: open %s: %w", s.name, err)
-		}
-		s.f = f
+}
+
+func (l *Log) loadChunkLocked(s *seg, ref *chunkRef) (*piece, error) {
+	f, err := l.files.acquire(s.h, false)
+	if err != nil {
+		return nil, err
 	}
-	if cap(l.rbuf) < int(ref.size) {
-		l.rbuf = make([]byte, ref.size)
-	}
-	b := l.rbuf[:ref.size]
-	if n, err := s.f.ReadAt(b, ref.off); n != len(b) {
+	defer l.files.release(s.h)
+	var hb [chunkHeaderSize]byte
+	if n, err := f.ReadAt(hb[:], ref.off); n != len(hb) {
 		if err == nil || err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}
 		return nil, fmt.Errorf("segment: read %s at %d: %w", s.name, ref.off, err)
 	}
-	h, ok := parseChunkHeader(b)
-	if ok {
-		ok = h.first == ref.first && h.count == ref.count &&
-			chunkHeaderSize+h.storedLen == ref.size && chunkCRC(b, b[chunkHeaderSize:]) == h.crc
+	h, ok := parseChunkHeader(hb[:])
+	ok = ok && h.first == ref.first && h.count == ref.count && chunkHeaderSize+h.storedLen == ref.size
+	p := l.recycleLocked()
+	if p == nil {
+		p = &piece{}
 	}
-	var raw []byte
-	var err error
 	if ok {
-		raw, err = decodePayload(victim.raw, &h, b[chunkHeaderSize:])
-		if err != nil && !errors.Is(err, ErrCorrupt) {
-			return nil, err
+		var payload []byte
+		var rbuf []byte
+		if h.codec == CodecNone {
+			// Read straight into the piece: no decode, no copy.
+			if cap(p.raw) < int(h.storedLen) {
+				p.raw = make([]byte, h.storedLen)
+			}
+			payload = p.raw[:h.storedLen]
+		} else {
+			rbuf = getBuf(int(h.storedLen))
+			payload = rbuf
 		}
-		ok = err == nil
+		if n, err := f.ReadAt(payload, ref.off+chunkHeaderSize); n != len(payload) {
+			putBuf(rbuf)
+			if err == nil || err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, fmt.Errorf("segment: read %s at %d: %w", s.name, ref.off, err)
+		}
+		ok = chunkCRC(hb[:], payload) == h.crc
+		if ok && h.codec == CodecNone {
+			p.raw = payload
+		} else if ok {
+			raw, err := decodePayload(p.raw, &h, payload)
+			if err != nil && !errors.Is(err, ErrCorrupt) {
+				putBuf(rbuf)
+				return nil, err
+			}
+			ok = err == nil
+			if ok {
+				p.raw = raw
+			}
+		}
+		putBuf(rbuf)
 	}
 	if ok {
-		victim.raw = raw
-		victim.offs = victim.offs[:0]
-		for p := 0; p < len(raw); {
-			n := nextRecord(raw[p:])
+		p.offs = p.offs[:0]
+		for o := 0; o < len(p.raw); {
+			n := nextRecord(p.raw[o:])
 			if n < 0 {
 				ok = false
 				break
 			}
-			victim.offs = append(victim.offs, uint32(p))
-			p += n
+			p.offs = append(p.offs, uint32(o))
+			o += n
 		}
-		ok = ok && len(victim.offs) == int(h.count)
+		ok = ok && len(p.offs) == int(h.count)
 		if ok {
 			var v recordView
-			ok = parseRecord(raw, &v)
-			victim.ts0 = v.ts
+			ok = parseRecord(p.raw, &v)
+			p.ts0 = v.ts
 		}
 	}
 	if !ok {
@@ -900,40 +1256,94 @@ func (l *Log) loadChunkLocked(s *seg, ref *chunkRef) (*cachedChunk, error) {
 		g := Gap{First: ref.first, Last: ref.first + uint64(ref.count) - 1, File: s.name, Offset: ref.off, Bytes: int64(ref.size)}
 		l.addGap(g)
 		l.log.Error().Str("file", s.name).Int64("offset", ref.off).Uint64("first", g.First).
-			Uint64("last", g.Last).Msg("segment: corrupt chunk found by read")
+			Uint64("last", g.Last).Uint32("records", ref.count).Msg("segment: corrupt chunk found by read; records lost")
 		return nil, fmt.Errorf("%w: %w: %s at %d", ErrLost, ErrCorrupt, s.name, ref.off)
 	}
-	victim.first, victim.count, victim.lru, victim.valid = h.first, h.count, l.tick, true
+	p.first, p.count, p.transient, p.body, p.closed = h.first, h.count, h.transient, nil, true
+	l.cachePutLocked(p)
 	l.stats.Decodes++
-	return victim, nil
+	return p, nil
 }
 
-// RemoveBelow deletes every segment whose records are all below seq, first
-// sealing and rolling the active segment if it is entirely below seq, so a
-// fully acknowledged log gets its disk back. It returns how many segment
-// files were removed.
+func (l *Log) addGap(g Gap) {
+	l.gaps = append(l.gaps, g)
+}
+
+// ReleaseIdle drops the read cache and spare buffers of a log that was not
+// appended to or read since the previous call, and reports whether it did.
+// The store calls it periodically, so an idle queue holds almost no memory.
+func (l *Log) ReleaseIdle() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.touched {
+		l.touched = false
+		return false
+	}
+	if len(l.cache) == 0 && l.wbuf == nil && len(l.pend) == 0 {
+		return false
+	}
+	l.cache, l.cacheBytes = nil, 0
+	if l.wbuf != nil {
+		putBuf(l.wbuf)
+		l.wbuf = nil
+	}
+	if len(l.pend) == 1 && l.pend[0].count == 0 {
+		l.pend = nil
+	}
+	return true
+}
+
+// Discard drops the records below seq that are still only in memory
+// (never written), for a log with Sync false whose records below seq are
+// all acknowledged: a transient queue whose consumers keep up never writes
+// a file.
+func (l *Log) Discard(seq uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.opts.Sync || l.failErr != nil {
+		return
+	}
+	i := 0
+	for ; i < len(l.pend) && l.pend[i].end() <= seq; i++ {
+		l.pendBytes -= l.pend[i].rawLen()
+		l.writtenNext = max(l.writtenNext, l.pend[i].end())
+		l.durableNext = max(l.durableNext, l.writtenNext)
+		l.pend[i] = nil
+	}
+	if i == len(l.pend) {
+		l.pend = nil
+	} else {
+		l.pend = l.pend[i:]
+	}
+}
+
+// ---- reclaiming ----
+
+// RemoveBelow deletes every segment whose records are all below seq, the
+// active one included: a fully acknowledged log holds no file (its
+// directory goes too; the next append creates them again). It returns how
+// many segment files were removed.
 func (l *Log) RemoveBelow(seq uint64) (int, error) {
+	l.fmu.Lock()
+	defer l.fmu.Unlock()
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
 		return 0, ErrClosed
 	}
-	if seq >= l.nextSeq && (len(l.active.chunks) > 0 || len(l.pendingOffs) > 0) {
-		if err := l.sealLocked(); err != nil {
-			l.mu.Unlock()
-			return 0, err
-		}
-		if err := l.rollLocked(l.nextSeq); err != nil {
-			l.mu.Unlock()
-			return 0, err
-		}
-	}
-	// Detach the segments under the lock; delete their files after
-	// releasing it, so appends and reads do not wait for the filesystem
-	// (unlinking a 64 MiB file takes milliseconds).
 	var gone []*seg
-	for len(l.segs) > 1 && l.segs[1].base <= seq {
-		gone = append(gone, l.segs[0])
+	for len(l.segs) > 0 {
+		s := l.segs[0]
+		end := s.end()
+		if len(l.segs) > 1 {
+			end = l.segs[1].base
+		} else if s.dirty || l.failErr != nil {
+			break // a failing active segment is kept until recovered
+		}
+		if end > seq {
+			break
+		}
+		gone = append(gone, s)
 		l.segs[0] = nil
 		l.segs = l.segs[1:]
 	}
@@ -941,11 +1351,23 @@ func (l *Log) RemoveBelow(seq uint64) (int, error) {
 		l.mu.Unlock()
 		return 0, nil
 	}
-	floor := l.segs[0].base
-	for _, c := range l.cache {
-		if c.first < floor {
-			c.valid = false
+	if len(l.segs) == 0 {
+		l.segs, l.active = nil, nil
+		// Everything written is acked and gone: nothing left to sync.
+		end := gone[len(gone)-1].end()
+		l.writtenNext = max(l.writtenNext, end)
+		l.advanceDurableLocked(end)
+		for len(l.unsynced) > 0 && l.unsynced[0].end() <= end {
+			l.unsynced = l.unsynced[1:]
 		}
+	}
+	floor := l.firstSeqLocked()
+	for i := 0; i < len(l.cache); {
+		if l.cache[i].end() <= floor {
+			l.dropCacheLocked(i)
+			continue
+		}
+		i++
 	}
 	kept := l.gaps[:0]
 	for _, g := range l.gaps {
@@ -954,26 +1376,51 @@ func (l *Log) RemoveBelow(seq uint64) (int, error) {
 		}
 	}
 	l.gaps = kept
+	var spare *seg
+	removeDir := false
+	if len(l.segs) == 0 && len(l.pend) == 0 && len(l.unsynced) == 0 && l.failErr == nil {
+		spare, l.spare = l.spare, nil
+		removeDir = l.dirExists
+		l.dirExists, l.dirNew = false, false
+	}
 	l.mu.Unlock()
 
-	for _, s := range gone {
-		if s.f != nil {
-			s.f.Close()
-			s.f = nil
-		}
+	if spare != nil {
+		gone = append(gone, spare)
 	}
 	removed := 0
 	var firstErr error
 	for _, s := range gone {
+		l.files.forget(s.h)
+		path := s.name
+		if s.tmp {
+			path = s.h.path
+		}
 		// A file already gone (the whole log was removed meanwhile) counts
 		// as removed; other failures are reported, and the rest still go.
-		if err := l.fs.Remove(s.name); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := l.fs.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			if firstErr == nil {
-				firstErr = fmt.Errorf("segment: remove %s: %w", s.name, err)
+				firstErr = fmt.Errorf("segment: remove %s: %w", path, err)
 			}
 			continue
 		}
-		removed++
+		if s != spare {
+			removed++
+		}
+	}
+	if removeDir && firstErr == nil {
+		if err := l.fs.Remove(l.dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+			// Not empty (a stray file) or failing: keep it.
+			l.mu.Lock()
+			l.dirExists = true
+			l.mu.Unlock()
+		}
+		if l.opts.Sync {
+			if err := syncDirPath(l.fs, l.fs.PathDir(l.dir)); err != nil && firstErr == nil {
+				firstErr = err
+			}
+		}
+		return removed, firstErr
 	}
 	if firstErr != nil {
 		return removed, firstErr
@@ -986,42 +1433,90 @@ func (l *Log) RemoveBelow(seq uint64) (int, error) {
 	return removed, nil
 }
 
-// Close seals and (with Sync) fsyncs pending records, then closes the files.
+// ---- closing ----
+
+// Close writes and (with Sync) fsyncs pending records, then closes the
+// files.
 func (l *Log) Close() error {
+	l.fmu.Lock()
+	defer l.fmu.Unlock()
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	if l.closed {
+		defer l.mu.Unlock()
 		return l.closeErr
 	}
-	err := l.sealLocked()
-	if err == nil && l.opts.Sync && l.durableNext < l.writtenNext {
-		if err = l.active.f.SyncData(); err == nil {
-			l.durableNext = l.writtenNext
-		} else {
-			err = fmt.Errorf("segment: sync %s: %w", l.active.name, err)
+	failing := l.failErr != nil
+	l.mu.Unlock()
+	var err error
+	if failing {
+		if err = l.recover(); err == nil {
+			l.mu.Lock()
+			err = l.failErr
+			l.mu.Unlock()
 		}
 	}
+	if err == nil {
+		err = l.flushLocked(true)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	l.closed = true
 	l.closeErr = err
-	l.closeFiles()
-	l.cache = nil
+	l.closeFilesLocked()
+	l.cache, l.pend, l.unsynced = nil, nil, nil
+	if l.wbuf != nil {
+		putBuf(l.wbuf)
+		l.wbuf = nil
+	}
 	return err
 }
 
-func (l *Log) closeFiles() {
+// closeFilesLocked releases every file of the log from the cache.
+func (l *Log) closeFilesLocked() {
 	for _, s := range l.segs {
-		if s.f != nil {
-			s.f.Close()
-			s.f = nil
-		}
+		l.files.forget(s.h)
+	}
+	if l.spare != nil {
+		l.files.forget(l.spare.h)
 	}
 }
 
-// Remove closes the log and deletes its directory.
+// Remove closes the log without writing what is pending and deletes its
+// directory.
 func (l *Log) Remove() error {
-	l.Close()
+	l.fmu.Lock()
+	defer l.fmu.Unlock()
+	l.mu.Lock()
+	if !l.closed {
+		l.closed = true
+		l.closeErr = ErrClosed
+		l.closeFilesLocked()
+		l.cache, l.pend, l.unsynced = nil, nil, nil
+	}
+	l.mu.Unlock()
 	if err := l.fs.RemoveAll(l.dir); err != nil {
 		return fmt.Errorf("segment: remove %s: %w", l.dir, err)
+	}
+	return nil
+}
+
+func (l *Log) syncDir() error { return syncDirPath(l.fs, l.dir) }
+
+func syncDirPath(fs vfs.FS, dir string) error {
+	if dir == "" {
+		dir = "."
+	}
+	d, err := fs.OpenDir(dir)
+	if err != nil {
+		return fmt.Errorf("segment: open dir %s: %w", dir, err)
+	}
+	err = d.Sync()
+	cerr := d.Close()
+	if err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("segment: sync dir %s: %w", dir, err)
 	}
 	return nil
 }

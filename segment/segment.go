@@ -10,13 +10,17 @@ import (
 // Format constants: part of the format, do not change.
 const (
 	fileMagic       = "WSEG"
-	fileVersion     = 1
+	fileVersion1    = 1 // fixed 24-byte header
+	fileVersion     = 2 // 24 bytes + identity block
 	fileHeaderSize  = 24
 	chunkMagic      = "WCHK"
-	chunkVersion    = 1
+	chunkVersion1   = 1 // bytes [36, 40) reserved
+	chunkVersion    = 2 // bytes [36, 40) count the non-persistent records
 	chunkHeaderSize = 40
-	segmentSuffix   = ".seg"
-	seqDigits       = 20
+	// maxIdentity bounds the identity block of a file header.
+	maxIdentity   = 1 << 20
+	segmentSuffix = ".seg"
+	seqDigits     = 20
 
 	// MaxChunkSize bounds the raw (decoded) length of one chunk, and so the
 	// encoded size of one record. Part of the format, do not change.
@@ -25,8 +29,19 @@ const (
 
 // Non-format defaults.
 const (
-	// DefaultSegmentSize is the size at which the active segment is rolled.
+	// DefaultSegmentSize is the largest size at which the active segment is
+	// rolled.
 	DefaultSegmentSize = 64 << 20
+	// DefaultMinSegmentSize is the smallest: a log's next segment is sized
+	// to twice the bytes its live segments hold, between the two, so that a
+	// near-empty queue writes small segments that are deleted soon after
+	// they are acked, and a long backlog uses few files.
+	DefaultMinSegmentSize = 512 << 10
+	// LargeBody is the body size from which an Owned record is written
+	// from the caller's buffer as a chunk of its own, without a copy.
+	LargeBody = 64 << 10
+	// DefaultCacheBytes bounds the decoded chunks a log keeps for reads.
+	DefaultCacheBytes = 4 << 20
 	// DefaultChunkSize is the raw size at which Append seals on its own.
 	DefaultChunkSize = 1 << 20
 	// DefaultCacheChunks is the number of decoded chunks kept per log.
@@ -80,6 +95,10 @@ type Record struct {
 	// Props holds the AMQP content-header property bytes as received.
 	Props []byte
 	Body  []byte
+	// Owned, on Append, lets the log keep a Body of at least LargeBody
+	// bytes without copying it until the record is written and synced: the
+	// caller must never modify Body afterwards. It is not stored.
+	Owned bool
 }
 
 // Errors. Corruption is always reported wrapping ErrCorrupt with file and offset.
@@ -94,21 +113,46 @@ var (
 	ErrClosed = errors.New("segment: log closed")
 	// ErrTooLarge is returned by Append for a record larger than MaxChunkSize.
 	ErrTooLarge = errors.New("segment: record too large")
+	// ErrFailing is returned by Append while the log cannot write: a write,
+	// fdatasync or file creation failed (the cause is wrapped too, e.g.
+	// syscall.ENOSPC). Records accepted before the failure are kept and
+	// written again by the Syncer's retries; the log accepts appends again
+	// once a retry succeeds.
+	ErrFailing = errors.New("segment: log failing writes")
 )
 
 // Options configures a Log.
 type Options struct {
-	// SegmentSize is the size at which the active segment is rolled
+	// SegmentSize is the largest size at which the active segment is rolled
 	// (default DefaultSegmentSize).
 	SegmentSize int64
+	// MinSegmentSize is the smallest (default DefaultMinSegmentSize, at most
+	// SegmentSize).
+	MinSegmentSize int64
 	// ChunkSize is the raw pending size at which Append seals a chunk by
 	// itself (default DefaultChunkSize, at most MaxChunkSize).
 	ChunkSize int
 	// Codec compresses chunk payloads (default CodecS2).
 	Codec Codec
 	// CacheChunks is the number of decoded chunks cached for reads
-	// (default DefaultCacheChunks).
+	// (default DefaultCacheChunks); CacheBytes bounds their size (default
+	// DefaultCacheBytes; the chunk last read is kept whatever its size).
 	CacheChunks int
+	CacheBytes  int
+	// Files bounds the open files (nil: a cache of this log's own, of
+	// DefaultMaxOpenFiles).
+	Files *Files
+	// Identity is written into the header of every segment file the log
+	// creates (package store writes the queue's identity there, so that an
+	// index can be rebuilt from the segments). Opaque to this package.
+	Identity []byte
+	// NextSeq is the sequence to start from when the log holds no record
+	// (its files were all reclaimed); 0 means 1.
+	NextSeq uint64
+	// WantFlush, if set, is called (without locks held) when the log holds
+	// records it cannot write until a flush creates its next file: the
+	// store passes them to the Syncer.
+	WantFlush func(*Log)
 	// Logger receives recovery reports.
 	Logger zerolog.Logger
 	// Sync enables fsync. False for transient queues: never fsync.
@@ -127,10 +171,14 @@ type Gap struct {
 
 // Truncation reports a torn tail cut off the last segment on open.
 type Truncation struct {
-	// File is the segment and Broken the copy kept of it before the cut.
+	// File is the segment and Broken the copy kept of the bytes cut off
+	// (empty when it could not be written).
 	File, Broken string
 	// Offset is where the file was cut and Bytes how many bytes were dropped.
 	Offset, Bytes int64
+	// Records counts the records of the torn chunk when its header was
+	// readable (0 otherwise).
+	Records uint32
 }
 
 // Recovery reports what Open found.
@@ -141,4 +189,10 @@ type Recovery struct {
 	Gaps []Gap
 	// Truncated lists torn tails that were cut off.
 	Truncated []Truncation
+	// Identity is the identity block of the newest segment that has one.
+	Identity []byte
+	// Deferred is set when a repair (truncating a torn tail, removing a
+	// prepared file) could not be written: the log then fails writes until
+	// a Syncer retry completes it.
+	Deferred error
 }

@@ -2,7 +2,10 @@ package segment
 
 import (
 	"errors"
+	"runtime"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/rs/zerolog"
 )
@@ -16,47 +19,58 @@ type SyncerOptions struct {
 	Hook func() error
 	// Logger receives sync failures.
 	Logger zerolog.Logger
-}
-
-// waiter is one batch's completion callback.
-type waiter struct {
-	l  *Log
-	fn func(error)
+	// Workers bounds how many logs a round flushes at once (default: the
+	// number of CPUs, at least 2).
+	Workers int
+	// RetryMin and RetryMax bound the backoff between attempts to make a
+	// failing log write again (defaults 50 ms and 2 s).
+	RetryMin, RetryMax time.Duration
 }
 
 // Syncer is the group-commit goroutine shared by many logs. Each round takes
-// every log made dirty since the previous round, seals it (one chunk) and
-// fdatasyncs it, runs the hook, then calls the round's waiters. While a round
-// runs the next one gathers; an idle Syncer sleeps without timers, so a lone
-// append is synced at once.
+// every log made dirty since the previous round and flushes it: creates its
+// next file if needed, seals its pending records and fdatasyncs them, using
+// at most Workers goroutines; then it runs the hook and calls the round's
+// waiters. While a round runs the next one gathers; an idle Syncer sleeps
+// without timers, so a lone append is synced at once.
+//
+// A log whose flush fails (a full disk, an I/O error) keeps its waiters: it
+// refuses new appends, and the Syncer retries it with a growing backoff,
+// writing its records again, until a retry succeeds and its waiters are
+// called, or until Close, which fails them.
 type Syncer struct {
 	opts SyncerOptions
 
 	mu      sync.Mutex
-	cond    sync.Cond
+	kick    chan struct{}
 	closed  bool
 	dirty   []*Log
-	waiters []waiter
-	// spare buffers swapped with dirty and waiters each round
-	spareLogs    []*Log
-	spareWaiters []waiter
-	done         chan struct{}
-	rounds       int64
+	spare   []*Log
+	failing []*Log // owned by the loop
+	done    chan struct{}
+	rounds  atomic.Int64
 }
 
 // NewSyncer starts a Syncer goroutine; stop it with Close.
 func NewSyncer(opts SyncerOptions) *Syncer {
-	s := &Syncer{opts: opts, done: make(chan struct{})}
-	s.cond.L = &s.mu
+	if opts.Workers <= 0 {
+		opts.Workers = max(2, runtime.GOMAXPROCS(0))
+	}
+	if opts.RetryMin <= 0 {
+		opts.RetryMin = 50 * time.Millisecond
+	}
+	if opts.RetryMax <= 0 {
+		opts.RetryMax = 2 * time.Second
+	}
+	s := &Syncer{opts: opts, kick: make(chan struct{}, 1), done: make(chan struct{})}
 	go s.loop()
 	return s
 }
 
 // AppendDurable appends recs to l and registers done to run once they are
 // durable: on the Syncer goroutine after the round that fsyncs them, or at
-// once (inline) for a log with Sync false, whose records are still sealed by
-// the next round. If Append fails, its error is returned and done is not
-// called.
+// once (inline) for a log with Sync false. If Append fails, its error is
+// returned and done is not called.
 func (s *Syncer) AppendDurable(l *Log, recs []Record, done func(error)) (uint64, error) {
 	first, err := l.Append(recs...)
 	if err != nil {
@@ -72,7 +86,7 @@ func (s *Syncer) Add(l *Log, done func(error)) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		err := l.Flush()
+		err := l.flush(true)
 		if done != nil {
 			done(err)
 		}
@@ -84,102 +98,219 @@ func (s *Syncer) Add(l *Log, done func(error)) {
 	}
 	transient := !l.opts.Sync
 	if done != nil && !transient {
-		s.waiters = append(s.waiters, waiter{l: l, fn: done})
+		l.waiters = append(l.waiters, done)
 	}
-	s.cond.Signal()
 	s.mu.Unlock()
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
 	if done != nil && transient {
 		done(nil)
 	}
 }
 
 // Rounds returns how many sync rounds have run.
-func (s *Syncer) Rounds() int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.rounds
+func (s *Syncer) Rounds() int64 { return s.rounds.Load() }
+
+// job is one log of a round with the waiters registered before it began.
+type job struct {
+	l       *Log
+	waiters []func(error)
+	err     error
+	retried bool
 }
 
 func (s *Syncer) loop() {
 	defer close(s.done)
+	var timer *time.Timer
+	var timerC <-chan time.Time
 	for {
 		s.mu.Lock()
-		for len(s.dirty) == 0 && !s.closed {
-			s.cond.Wait()
-		}
-		if len(s.dirty) == 0 {
-			s.mu.Unlock()
-			return
-		}
+		closed := s.closed
 		logs := s.dirty
-		ws := s.waiters
-		s.dirty, s.waiters = s.spareLogs[:0], s.spareWaiters[:0]
+		s.dirty, s.spare = s.spare[:0], nil
+		jobs := make([]job, 0, len(logs)+len(s.failing))
 		for _, l := range logs {
 			l.syncDirty = false
+			jobs = append(jobs, job{l: l, waiters: l.waiters})
+			l.waiters = nil
 		}
-		s.rounds++
+		s.mu.Unlock()
+		clear(logs)
+		s.mu.Lock()
+		s.spare = logs[:0]
 		s.mu.Unlock()
 
-		if len(logs) == 1 {
-			s.commit(logs[0])
-		} else {
-			// Logs are sealed (compressed) and fsynced in parallel: both
-			// cores compress, and the filesystem can merge the fsyncs.
-			var wg sync.WaitGroup
-			wg.Add(len(logs))
-			for _, l := range logs {
-				go func() {
-					defer wg.Done()
-					s.commit(l)
-				}()
+		// Failing logs are retried when their backoff has passed (at once
+		// when closing); those not due wait for the timer.
+		now := time.Now()
+		var wait time.Duration
+		kept := s.failing[:0]
+		for _, l := range s.failing {
+			if j := indexOf(jobs, l); j >= 0 {
+				jobs[j].retried = true
+				continue // dirty again: retried in this round
 			}
-			wg.Wait()
+			due := l.lastTry.Add(s.backoff(l))
+			if closed || !now.Before(due) {
+				s.mu.Lock()
+				jobs = append(jobs, job{l: l, retried: true, waiters: l.waiters})
+				l.waiters = nil
+				s.mu.Unlock()
+				continue
+			}
+			if d := due.Sub(now); wait == 0 || d < wait {
+				wait = d
+			}
+			kept = append(kept, l)
 		}
+		s.failing = kept
+		if len(jobs) == 0 {
+			if closed && len(s.failing) == 0 {
+				return
+			}
+			if wait > 0 {
+				if timer == nil {
+					timer = time.NewTimer(wait)
+				} else {
+					timer.Reset(wait)
+				}
+				timerC = timer.C
+			}
+			select {
+			case <-s.kick:
+			case <-timerC:
+				timerC = nil
+			}
+			continue
+		}
+		s.rounds.Add(1)
+		s.run(jobs, closed)
 		var hookErr error
 		if s.opts.Hook != nil {
 			hookErr = s.opts.Hook()
 		}
-		for _, w := range ws {
-			err := w.l.roundErr
+		for i := range jobs {
+			j := &jobs[i]
+			if j.err != nil && !closed && !errors.Is(j.err, ErrClosed) {
+				// Keep the waiters: the records are written again by a
+				// retry.
+				j.l.lastTry = time.Now()
+				s.mu.Lock()
+				j.l.waiters = append(j.waiters, j.l.waiters...)
+				s.mu.Unlock()
+				s.failing = append(s.failing, j.l)
+				continue
+			}
+			err := j.err
 			if err == nil {
 				err = hookErr
 			}
-			w.fn(err)
+			for _, w := range j.waiters {
+				w(err)
+			}
+			if closed && j.err != nil {
+				// Closing: fail any waiter that registered meanwhile.
+				s.mu.Lock()
+				late := j.l.waiters
+				j.l.waiters = nil
+				s.mu.Unlock()
+				for _, w := range late {
+					w(j.err)
+				}
+			}
 		}
-		clear(ws)
-		clear(logs)
-		s.mu.Lock()
-		s.spareLogs, s.spareWaiters = logs[:0], ws[:0]
-		s.mu.Unlock()
 	}
 }
 
-// commit seals and fsyncs one log of a round, leaving the outcome in
-// l.roundErr for the round's waiters.
-func (s *Syncer) commit(l *Log) {
-	err := l.Seal()
-	if err == nil {
-		err = l.Sync()
+func indexOf(jobs []job, l *Log) int {
+	for i := range jobs {
+		if jobs[i].l == l {
+			return i
+		}
 	}
+	return -1
+}
+
+// backoff is how long to wait after a failed attempt on l.
+func (s *Syncer) backoff(l *Log) time.Duration {
+	l.mu.Lock()
+	n := l.failures
+	l.mu.Unlock()
+	d := s.opts.RetryMin
+	for i := 1; i < n && d < s.opts.RetryMax; i++ {
+		d *= 2
+	}
+	return min(d, s.opts.RetryMax)
+}
+
+// run flushes the round's logs with at most Workers goroutines.
+func (s *Syncer) run(jobs []job, closing bool) {
+	n := min(s.opts.Workers, len(jobs))
+	if n <= 1 {
+		for i := range jobs {
+			s.commit(&jobs[i])
+		}
+		return
+	}
+	// Logs are sealed (compressed) and fsynced in parallel: both cores
+	// compress, and the filesystem can merge the fsyncs.
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	wg.Add(n)
+	for w := 0; w < n; w++ {
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(jobs) {
+					return
+				}
+				s.commit(&jobs[i])
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// commit flushes one log of a round, first trying to leave the failing
+// state when the log is in it.
+func (s *Syncer) commit(j *job) {
+	l := j.l
+	l.fmu.Lock()
+	var err error
+	if l.Failing() != nil {
+		err = l.recover()
+	}
+	if err == nil {
+		err = l.flushLocked(l.opts.Sync)
+	}
+	l.fmu.Unlock()
 	if errors.Is(err, ErrClosed) {
-		// Close sealed and synced everything it had.
+		// Close flushed everything it had.
 		l.mu.Lock()
 		err = l.closeErr
 		l.mu.Unlock()
 	}
 	if err != nil {
-		s.opts.Logger.Error().Err(err).Str("dir", l.dir).Msg("segment: sync round failed")
+		// The log reported the failure itself, once.
+		s.opts.Logger.Debug().Err(err).Str("dir", l.dir).Msg("segment: flush failed")
 	}
-	l.roundErr = err
+	j.err = err
 }
 
-// Close stops the Syncer after a last round that completes every pending
-// waiter. Later Adds flush inline.
+// Close stops the Syncer after a last round that flushes every dirty log
+// and retries every failing one once; waiters of a log that still fails get
+// its error. Later Adds flush inline.
 func (s *Syncer) Close() error {
 	s.mu.Lock()
 	s.closed = true
-	s.cond.Signal()
 	s.mu.Unlock()
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
 	<-s.done
 	return nil
 }

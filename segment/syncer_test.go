@@ -74,9 +74,11 @@ func TestSyncerConcurrent(t *testing.T) {
 	total := uint64(0)
 	for _, l := range logs {
 		total += l.NextSeq() - 1
-		if l.DurableNext() != l.NextSeq() {
+		if l.opts.Sync && l.DurableNext() != l.NextSeq() {
 			t.Fatalf("log %s: durable %d next %d after Close", l.Dir(), l.DurableNext(), l.NextSeq())
 		}
+		// A transient log keeps its last, partial chunk in memory until
+		// it is full or the log closes.
 		l.Close()
 	}
 	if total != appenders*batches*per {
