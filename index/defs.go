@@ -4,8 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-
-	"github.com/cockroachdb/pebble/v2"
 )
 
 // VHost is a virtual host definition.
@@ -130,22 +128,20 @@ func (db *DB) DeleteVHost(name string) error {
 	if err != nil {
 		return err
 	}
-	b := db.db.NewBatch()
-	defer b.Close()
-	_ = b.Delete(vkey, nil)
+	ops := []jop{{op: 'D', key: vkey}}
 	for _, kind := range []byte{kindExchange, kindQueue, kindBinding} {
 		p := keyOf(kind, name)
-		_ = b.DeleteRange(p, prefixEnd(p), nil)
+		ops = append(ops, jop{op: 'R', key: p, value: prefixEnd(p)})
 	}
 	for _, q := range queues {
-		_ = b.Delete(keyOf(kindLogState, q.ID), nil)
+		ops = append(ops, jop{op: 'D', key: keyOf(kindLogState, q.ID)})
 	}
 	for _, p := range perms {
 		if p.VHost == name {
-			_ = b.Delete(keyOf(kindPermission, p.User, p.VHost), nil)
+			ops = append(ops, jop{op: 'D', key: keyOf(kindPermission, p.User, p.VHost)})
 		}
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	if err := db.write(ops); err != nil {
 		return fmt.Errorf("index: delete vhost %q: %w", name, err)
 	}
 	return nil
@@ -218,12 +214,8 @@ func (db *DB) DeleteUser(name string) error {
 	if _, err := db.get(ukey); err != nil {
 		return fmt.Errorf("user %q: %w", name, err)
 	}
-	b := db.db.NewBatch()
-	defer b.Close()
-	_ = b.Delete(ukey, nil)
 	p := keyOf(kindPermission, name)
-	_ = b.DeleteRange(p, prefixEnd(p), nil)
-	if err := b.Commit(pebble.Sync); err != nil {
+	if err := db.write([]jop{{op: 'D', key: ukey}, {op: 'R', key: p, value: prefixEnd(p)}}); err != nil {
 		return fmt.Errorf("index: delete user %q: %w", name, err)
 	}
 	return nil

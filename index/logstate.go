@@ -105,19 +105,24 @@ func DecodeLogState(v []byte) (LogState, error) {
 	return s, nil
 }
 
-// Batch gathers log-state writes to be committed atomically, typically by
-// the segment syncer after the fdatasync round of the data it describes. A
-// Batch is not safe for concurrent use.
+// Batch gathers log-state writes, and queue definitions created or deleted
+// with them, to be committed atomically: typically by the segment syncer
+// after the fdatasync round of the data it describes. A Batch is not safe
+// for concurrent use.
 type Batch struct {
 	db  *DB
 	b   *pebble.Batch
+	gen uint64
+	ops []jop // definition writes, journaled
 	buf []byte
 	n   int
 }
 
 // NewBatch returns an empty batch.
 func (db *DB) NewBatch() *Batch {
-	return &Batch{db: db, b: db.db.NewBatch()}
+	db.mu.RLock()
+	defer db.mu.RUnlock()
+	return &Batch{db: db, b: db.db.NewBatch(), gen: db.gen}
 }
 
 // SetLogState records the state of the queue's log.
@@ -142,12 +147,48 @@ func (b *Batch) DeleteQueueState(queueID string) error {
 	return nil
 }
 
+// PutQueue creates or replaces a queue definition with the batch.
+func (b *Batch) PutQueue(q Queue) error {
+	if q.ID == "" {
+		return fmt.Errorf("%w: queue %q in vhost %q has no ID", ErrInvalid, q.Name, q.VHost)
+	}
+	b.ops = append(b.ops, jop{op: 'S', key: keyOf(kindQueue, q.VHost, q.Name), value: encodeQueue(q)})
+	b.n++
+	return nil
+}
+
+// DeleteQueue deletes a queue definition with the batch (absent or not).
+func (b *Batch) DeleteQueue(vhost, name string) {
+	b.ops = append(b.ops, jop{op: 'D', key: keyOf(kindQueue, vhost, name)})
+	b.n++
+}
+
 // Len returns the number of writes in the batch.
 func (b *Batch) Len() int { return b.n }
 
 // Commit applies the batch, waiting for it to reach stable storage if sync
-// is set, and releases it: the Batch must not be used afterwards.
+// is set (a batch with definitions is always synced, and journaled), and
+// releases it: the Batch must not be used afterwards.
 func (b *Batch) Commit(sync bool) error {
+	db := b.db
+	db.mu.RLock()
+	defer db.mu.RUnlock()
+	switch {
+	case db.closed || b.gen != db.gen:
+		_ = b.b.Close()
+		return fmt.Errorf("index: commit: %w", pebble.ErrClosed)
+	case db.readOnly:
+		_ = b.b.Close()
+		return ErrReadOnly
+	}
+	if len(b.ops) > 0 {
+		db.jmu.Lock()
+		defer db.jmu.Unlock()
+		if err := db.writeLocked(b.ops, b.b, true); err != nil {
+			return fmt.Errorf("index: commit: %w", err)
+		}
+		return nil
+	}
 	opts := pebble.NoSync
 	if sync {
 		opts = pebble.Sync
