@@ -1481,8 +1481,14 @@ func (l *Log) closeFilesLocked() {
 	}
 }
 
+// DeletedSuffix marks a log directory being deleted: Remove renames the
+// directory with it first, so that a crash in the middle leaves a name that
+// says the data is to go.
+const DeletedSuffix = ".deleted"
+
 // Remove closes the log without writing what is pending and deletes its
-// directory.
+// directory: renamed to <dir>.deleted (and the parent synced) first, then
+// removed.
 func (l *Log) Remove() error {
 	l.fmu.Lock()
 	defer l.fmu.Unlock()
@@ -1494,10 +1500,31 @@ func (l *Log) Remove() error {
 		l.cache, l.pend, l.unsynced = nil, nil, nil
 	}
 	l.mu.Unlock()
-	if err := l.fs.RemoveAll(l.dir); err != nil {
-		return fmt.Errorf("segment: remove %s: %w", l.dir, err)
+	dir := l.dir
+	if _, err := l.fs.Stat(dir); err == nil {
+		gone := dir + DeletedSuffix
+		if err := l.fs.Rename(dir, gone); err != nil {
+			return fmt.Errorf("segment: rename %s: %w", dir, err)
+		}
+		if l.opts.Sync {
+			if err := syncDirPath(l.fs, l.fs.PathDir(dir)); err != nil {
+				return err
+			}
+		}
+		dir = gone
+	}
+	if err := l.fs.RemoveAll(dir); err != nil {
+		return fmt.Errorf("segment: remove %s: %w", dir, err)
 	}
 	return nil
+}
+
+// SetIdentity sets the identity written into the segment files created
+// from now on.
+func (l *Log) SetIdentity(identity []byte) {
+	l.mu.Lock()
+	l.opts.Identity = identity
+	l.mu.Unlock()
 }
 
 func (l *Log) syncDir() error { return syncDirPath(l.fs, l.dir) }

@@ -33,6 +33,8 @@ type Queue struct {
 	id      string
 	durable bool
 	log     *segment.Log
+	def     index.Queue // as given to OpenQueue (zero until claimed)
+	claimed bool        // opened by OpenQueue since Open; guarded by Store.mu
 
 	mu sync.Mutex
 	// next is one past the last appended sequence; cursor is the first
@@ -49,13 +51,19 @@ type Queue struct {
 	recoveredNext uint64
 	// redeliverBelow bounds the sequences delivered before the restart.
 	redeliverBelow uint64
-	dirty          bool
-	deleted        bool
-	closed         bool
-	// appendGen counts appends; reclaimGen and reclaimedW are what the
-	// last reclaim pass saw.
-	appendGen, reclaimGen uint64
-	reclaimedW            uint64
+	// openGaps are the ranges found lost by Open: not counted as ready,
+	// so dropping them when reached does not count either.
+	openGaps []index.Range
+	// lost and dropped are what recovery found lost, and the
+	// non-persistent messages it does not count.
+	lost, dropped uint64
+	// committedW is the highest watermark committed to the index: segments
+	// are deleted only below it, so a segment missing at recovery is a loss.
+	committedW uint64
+	dirty      bool
+	deleted    bool
+	closed     bool
+	reclaimedW uint64
 }
 
 // ID returns the queue's ID.
@@ -95,19 +103,24 @@ func (q *Queue) Append(recs []segment.Record, onDurable func(error)) (uint64, er
 	}
 	var first uint64
 	if err == nil {
-		if persistent {
+		switch {
+		case persistent:
 			first, err = q.s.syncer.AppendDurable(q.log, recs, onDurable)
-		} else {
+		case q.durable:
 			first, err = q.log.Append(recs...)
 			if err == nil {
 				q.s.syncer.Add(q.log, nil) // seal and write soon
 			}
+		default:
+			// A non-durable queue keeps its records in memory until a
+			// chunk's worth is pending (the log then asks the Syncer to
+			// write it) or they are acked.
+			first, err = q.log.Append(recs...)
 		}
 	}
 	if err == nil {
 		q.next = first + uint64(len(recs))
 		q.ready += int64(len(recs))
-		q.appendGen++
 	}
 	q.mu.Unlock()
 	if err != nil {
@@ -203,17 +216,21 @@ func (q *Queue) Deliver(max int, fn func(*Message) Verdict) int {
 		q.cursor = seq
 		msg = Message{Seq: seq, Redelivered: seq < q.redeliverBelow}
 		verdict = Take
+		counted := true
 		if err := q.log.View(seq, view); err != nil {
 			if !q.dropLocked(seq, err) {
 				break
 			}
 			verdict = Drop
+			counted = q.countedLocked(seq, err)
 		}
 		if verdict == Stop {
 			break
 		}
 		q.cursor = seq + 1
-		q.ready--
+		if counted {
+			q.ready--
+		}
 		changed = true
 		if verdict == Drop {
 			q.acks.add(seq, seq+1)
@@ -260,11 +277,87 @@ func (q *Queue) dropLocked(seq uint64, err error) bool {
 	return false
 }
 
+// countedLocked reports whether a message dropped with err was counted as
+// ready: not if it is a non-persistent one from before the restart, or lost
+// in a gap Open already found.
+func (q *Queue) countedLocked(seq uint64, err error) bool {
+	if errors.Is(err, errTransient) {
+		return false
+	}
+	for _, g := range q.openGaps {
+		if g.Lo <= seq && seq < g.Hi {
+			return false
+		}
+	}
+	return true
+}
+
 // changedLocked schedules the ack state for the next index commit,
-// starting a sync round if none is pending for this queue.
+// starting a sync round if none is pending for this queue. A non-durable
+// queue drops the acked records it still holds only in memory.
 func (q *Queue) changedLocked() {
+	if !q.durable {
+		q.log.Discard(q.acks.watermark)
+		return
+	}
 	if q.s.markDirtyLocked(q) {
 		q.s.syncer.Add(q.log, nil)
+	}
+}
+
+// countReadyLocked counts the messages ready from seq on after a restart:
+// persistent, not acked, in a chunk found valid. The chunk headers say how
+// many records of a chunk are non-persistent; only chunks mixing both kinds
+// (or written before the headers said so) are read to count exactly.
+func (q *Queue) countReadyLocked(from uint64) int64 {
+	var n int64
+	type span struct{ lo, hi uint64 }
+	var mixed []span
+	q.log.Chunks(from, func(c segment.ChunkInfo) {
+		lo, hi := max(c.First, from), c.First+uint64(c.Count)
+		switch {
+		case c.Known && c.Transient == c.Count:
+		case c.Known && c.Transient == 0:
+			n += int64(hi-lo) - int64(q.acks.countIn(lo, hi))
+		default:
+			mixed = append(mixed, span{lo, hi})
+		}
+	})
+	for _, sp := range mixed {
+		for seq := sp.lo; seq < sp.hi; seq++ {
+			if q.acks.contains(seq) {
+				continue
+			}
+			q.log.View(seq, func(r *segment.Record) error {
+				if r.Flags&segment.FlagPersistent != 0 {
+					n++
+				}
+				return nil
+			})
+		}
+	}
+	return n
+}
+
+// transientIn counts the non-persistent records in [lo, hi) that recovery
+// drops, from the chunk headers (chunks without the count are not counted).
+func (q *Queue) transientIn(lo, hi uint64) uint64 {
+	var n uint64
+	q.log.Chunks(lo, func(c segment.ChunkInfo) {
+		if c.Known && c.First < hi {
+			n += uint64(c.Transient)
+		}
+	})
+	return n
+}
+
+// releaseLocked gives back memory an idle queue does not need.
+func (q *Queue) releaseLocked() {
+	if len(q.requeued) == 0 {
+		q.requeued = nil
+	}
+	if len(q.acks.ranges) == 0 {
+		q.acks.ranges = nil
 	}
 }
 
@@ -361,6 +454,7 @@ func (q *Queue) Purge() int {
 		return 0
 	}
 	n := int(q.ready)
+	q.recoveredNext = 0 // nothing from before the restart is left ready
 	for _, seq := range q.requeued {
 		q.acks.add(seq, seq+1)
 	}
@@ -415,33 +509,34 @@ func (q *Queue) stateForCommit() (index.LogState, bool) {
 	return st, true
 }
 
-// reclaim deletes the segments below the ack watermark. A drained queue's
-// active segment is rolled (and so deleted) unless idleOnly is set and the
-// queue saw appends since the previous pass.
-func (q *Queue) reclaim(idleOnly bool) error {
+// reclaim deletes the segments below the ack watermark, the active one
+// included when everything written is acked. A durable queue deletes only
+// below the watermark committed to the index, so that recovery can tell a
+// segment deleted on purpose from one lost.
+func (q *Queue) reclaim() error {
 	q.mu.Lock()
 	if q.errLocked() != nil {
 		q.mu.Unlock()
 		return nil
 	}
-	w, next := q.acks.watermark, q.next
-	idle := q.appendGen == q.reclaimGen
-	q.reclaimGen = q.appendGen
+	w := q.acks.watermark
+	if q.durable {
+		w = min(w, q.committedW)
+	}
 	changed := w != q.reclaimedW
 	q.reclaimedW = w
 	q.mu.Unlock()
-	seq := w
-	drained := w >= next
-	if drained && idleOnly && !idle {
-		seq = w - 1 // do not roll a busy active segment
-	} else if !changed && !drained {
+	if !changed {
 		return nil
 	}
-	n, err := q.log.RemoveBelow(seq)
+	n, err := q.log.RemoveBelow(w)
 	if errors.Is(err, segment.ErrClosed) {
 		return nil // deleted or closed meanwhile
 	}
 	if err != nil {
+		q.mu.Lock()
+		q.reclaimedW = 0 // try again next pass
+		q.mu.Unlock()
 		return fmt.Errorf("store: reclaim %s: %w", q.id, err)
 	}
 	if n > 0 {

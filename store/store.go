@@ -3,9 +3,11 @@ package store
 import (
 	"errors"
 	"fmt"
+	"os"
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -28,27 +30,51 @@ var (
 	// ErrDurability is returned by Store.Queue when a queue is reopened with
 	// a different durability than it has.
 	ErrDurability = errors.New("store: durability mismatch")
+	// ErrNeedsRepair is returned by Open when the index is missing or
+	// unreadable, or does not account for queue logs on disk: the store
+	// refuses to start rather than ignore (or delete) data; Options.Repair
+	// rebuilds what is missing from the segments and the definitions
+	// journal.
+	ErrNeedsRepair = errors.New("store: the index does not account for the data on disk; start with --repair to rebuild it")
 )
 
 // Directory layout under Options.Dir.
 const (
-	indexDir  = "index"
-	queuesDir = "queues"
+	indexDir     = "index"
+	queuesDir    = "queues"    // durable queues, one directory per queue ID
+	transientDir = "transient" // non-durable queues: wiped by Open
+	journalFile  = "definitions.journal"
+	// brokenIndexPrefix names an index moved aside by a repair.
+	brokenIndexPrefix = "index.broken-"
 )
 
-// DefaultReclaimInterval is how often idle, drained queues give back the
-// space of their active segment.
-const DefaultReclaimInterval = time.Second
+// storeFormat is the meta key marking a data directory written by this
+// version of the layout (durable logs under queues/, transient ones under
+// transient/, identity in segment headers).
+const storeFormatKey = "store.format"
+
+// Defaults.
+const (
+	// DefaultReclaimInterval is how often acked segments are deleted and
+	// idle queues' buffers released.
+	DefaultReclaimInterval = time.Second
+	// DefaultCommitInterval spaces the synced index commits of ack state.
+	DefaultCommitInterval = 2 * time.Millisecond
+	// DefaultMaxOpenFiles bounds the segment files held open.
+	DefaultMaxOpenFiles = segment.DefaultMaxOpenFiles
+)
 
 // Options configures Open.
 type Options struct {
-	// Dir holds the index (Dir/index) and the queue logs (Dir/queues/<id>).
+	// Dir holds the index (Dir/index), the definitions journal, and the
+	// queue logs (Dir/queues/<id>, Dir/transient/<id>).
 	Dir string
 	// FS is the file system; nil means the operating system's.
 	FS vfs.FS
-	// SegmentSize is the size at which a queue's active segment is rolled
-	// (0: segment.DefaultSegmentSize).
-	SegmentSize int64
+	// SegmentSize is the largest size at which a queue's active segment is
+	// rolled (0: segment.DefaultSegmentSize); MinSegmentSize the smallest
+	// (0: segment.DefaultMinSegmentSize).
+	SegmentSize, MinSegmentSize int64
 	// ChunkSize is the raw size at which an append seals a chunk by itself
 	// (0: segment.DefaultChunkSize).
 	ChunkSize int
@@ -65,37 +91,55 @@ type Options struct {
 	// redelivered, flagged redelivered when the delivery was recorded), but
 	// never loses a message.
 	SyncIndex bool
+	// CommitInterval spaces the synced index commits under load (0:
+	// DefaultCommitInterval).
+	CommitInterval time.Duration
 	// ReclaimInterval is the period of the background pass that deletes
 	// fully acked segments (0: DefaultReclaimInterval; negative: never, call
 	// Reclaim yourself).
 	ReclaimInterval time.Duration
+	// MaxOpenFiles bounds the segment files held open (0:
+	// DefaultMaxOpenFiles); the index keeps up to a quarter of it more.
+	MaxOpenFiles int
+	// Repair rebuilds what the index is missing instead of refusing to
+	// start: a missing or unreadable index is moved aside and rebuilt from
+	// the definitions journal, queue definitions missing from it are
+	// rebuilt from the segment headers, and log states from the segments
+	// (every message not provably acked comes back, flagged redelivered).
+	Repair bool
 }
 
 // Recovered describes a durable queue found by Open.
 type Recovered struct {
 	// ID is the queue's ID.
 	ID string
-	// Ready counts the messages ready for delivery. It includes
-	// non-persistent messages written before the restart, which are dropped
-	// (counted as acked) only when NextReady reaches them.
+	// Def is the queue's identity as its segments record it (zero for a
+	// queue whose segments predate identities).
+	Def index.Queue
+	// Ready counts the messages ready for delivery: persistent, not acked,
+	// not lost. Non-persistent messages written before the restart are not
+	// counted (they are dropped when reached).
 	Ready int
 	// Unacked is always 0 after a restart: messages unacked at the crash are
 	// ready again (and flagged redelivered when they were delivered).
 	Unacked int
 	// Segments is the number of segment files of the queue's log.
 	Segments int
-	// Lost counts messages the log reported lost to corruption.
-	Lost uint64
+	// Lost counts messages lost to corruption or missing files; Dropped the
+	// non-persistent messages that did not survive the restart.
+	Lost, Dropped uint64
 }
 
 // Store is the message store of a broker node: one Pebble index and one
-// segment log per queue, sharing one group-commit Syncer.
+// segment log per queue, sharing one group-commit Syncer and one bound on
+// open files.
 type Store struct {
 	opts   Options
 	fs     vfs.FS
 	log    zerolog.Logger
 	db     *index.DB
 	syncer *segment.Syncer
+	files  *segment.Files
 
 	mu        sync.Mutex
 	closed    bool
@@ -107,6 +151,9 @@ type Store struct {
 	// under it by Close, stops any commit after the final one.
 	commitMu sync.Mutex
 	dbClosed bool
+	// commit error reporting, rate limited
+	commitErrs    int
+	commitErrLast time.Time
 
 	dirtyMu sync.Mutex
 	dirty   []*Queue
@@ -123,8 +170,12 @@ type Store struct {
 // Open opens or creates the store in opts.Dir and recovers every durable
 // queue: it reads each queue's log state from the index and walks its
 // segment files (chunk headers only, except for the last segment), so its
-// cost grows with queues and segments, not with messages. Logs without
-// index state belong to non-durable queues and are deleted.
+// cost grows with queues and segments, not with messages. Non-durable
+// queues' logs (under transient/) are deleted. Open refuses (ErrNeedsRepair)
+// a data directory whose index is missing, unreadable, or does not account
+// for a queue log that holds messages, unless Options.Repair is set. On a
+// disk that cannot be written, the index is opened read-only: queues can
+// be read and drained, writes fail until space returns.
 func Open(opts Options) (*Store, error) {
 	fs := opts.FS
 	if fs == nil {
@@ -133,11 +184,21 @@ func Open(opts Options) (*Store, error) {
 	if opts.ReclaimInterval == 0 {
 		opts.ReclaimInterval = DefaultReclaimInterval
 	}
+	if opts.CommitInterval <= 0 {
+		opts.CommitInterval = DefaultCommitInterval
+	}
+	if opts.MaxOpenFiles <= 0 {
+		opts.MaxOpenFiles = DefaultMaxOpenFiles
+	}
 	s := &Store{
 		opts:   opts,
 		fs:     fs,
 		log:    opts.Logger,
 		queues: make(map[string]*Queue),
+		files:  segment.NewFiles(opts.MaxOpenFiles),
+	}
+	if err := s.removeTransient(); err != nil {
+		return nil, err
 	}
 	qdir := fs.PathJoin(opts.Dir, queuesDir)
 	if _, err := fs.Stat(qdir); err != nil {
@@ -152,11 +213,15 @@ func Open(opts Options) (*Store, error) {
 			}
 		}
 	}
-	db, err := index.Open(fs.PathJoin(opts.Dir, indexDir), index.Options{FS: fs, Logger: opts.Logger})
+	names, err := fs.List(qdir)
 	if err != nil {
-		return nil, fmt.Errorf("store: %w", err)
+		return nil, fmt.Errorf("store: list %s: %w", qdir, err)
 	}
-	s.db = db
+	sort.Strings(names)
+	fresh, err := s.openIndex(names)
+	if err != nil {
+		return nil, err
+	}
 	hook := s.commitStates
 	if opts.SyncIndex {
 		s.commitKick, s.commitDone = make(chan struct{}, 1), make(chan struct{})
@@ -164,13 +229,13 @@ func Open(opts Options) (*Store, error) {
 		hook = s.kickCommit
 	}
 	s.syncer = segment.NewSyncer(segment.SyncerOptions{Hook: hook, Logger: opts.Logger})
-	if err := s.recover(); err != nil {
+	if err := s.recover(names, fresh); err != nil {
 		s.syncer.Close()
 		s.stopCommitter()
 		for _, q := range s.queues {
 			q.log.Close()
 		}
-		db.Close()
+		s.db.Close()
 		return nil, err
 	}
 	s.stop, s.done = make(chan struct{}), make(chan struct{})
@@ -178,76 +243,317 @@ func Open(opts Options) (*Store, error) {
 	return s, nil
 }
 
-// recover opens every durable queue and deletes the logs of the others.
-func (s *Store) recover() error {
+// removeTransient deletes the logs of non-durable queues: they never
+// survive a restart.
+func (s *Store) removeTransient() error {
+	tdir := s.fs.PathJoin(s.opts.Dir, transientDir)
+	names, err := s.fs.List(tdir)
+	if err != nil {
+		return nil // none
+	}
+	if err := s.fs.RemoveAll(tdir); err != nil {
+		// A failing disk: the next Open tries again; they are never read.
+		s.log.Error().Err(err).Str("dir", tdir).Msg("store: cannot remove the logs of non-durable queues")
+		return nil
+	}
+	if len(names) > 0 {
+		s.log.Info().Int("queues", len(names)).Msg("store: removed the logs of non-durable queues (they do not survive a restart)")
+	}
+	return nil
+}
+
+// openIndex opens the index, deciding between a new data directory, a
+// normal open, a read-only open (the disk cannot be written), a repair and
+// a refusal. It reports whether the data directory is new.
+func (s *Store) openIndex(queueDirs []string) (bool, error) {
+	fs := s.fs
+	idir := fs.PathJoin(s.opts.Dir, indexDir)
+	journal := fs.PathJoin(s.opts.Dir, journalFile)
+	iopts := index.Options{FS: fs, Logger: s.log, Journal: journal, MaxOpenFiles: max(64, s.opts.MaxOpenFiles/4)}
+	_, jerr := fs.Stat(journal)
+	logs := 0
+	for _, n := range queueDirs {
+		if !strings.HasSuffix(n, segment.DeletedSuffix) {
+			logs++
+		}
+	}
+	hasData := logs > 0 || jerr == nil
+	if _, err := fs.Stat(idir); err != nil && !hasData {
+		db, err := index.Open(idir, iopts)
+		if err != nil {
+			return false, fmt.Errorf("store: %w", err)
+		}
+		s.db = db
+		if err := db.SetMeta(storeFormatKey, []byte{1}); err != nil {
+			return false, fmt.Errorf("store: %w", err)
+		}
+		return true, nil
+	}
+	o := iopts
+	o.MustExist = hasData
+	db, err := index.Open(idir, o)
+	if err == nil {
+		s.db = db
+		return false, nil
+	}
+	// A full or read-only disk: the index itself may be fine.
+	ro := iopts
+	ro.ReadOnly = true
+	if rdb, rerr := index.Open(idir, ro); rerr == nil {
+		s.log.Error().Err(err).Msg("store: cannot open the index for writing (disk full or read-only?); serving read-only until it can be written")
+		s.db = rdb
+		return false, nil
+	}
+	why := fmt.Sprintf("the index in %s is unreadable: %v", idir, err)
+	if errors.Is(err, index.ErrMissing) {
+		why = fmt.Sprintf("the index in %s is missing", idir)
+	}
+	if !s.opts.Repair {
+		return false, fmt.Errorf("%w: %s, but %d queue logs are in %s", ErrNeedsRepair, why, logs,
+			fs.PathJoin(s.opts.Dir, queuesDir))
+	}
+	s.log.Error().Str("reason", why).Int("queue_logs", logs).Msg("store: repair: rebuilding the index")
+	if _, serr := fs.Stat(idir); serr == nil {
+		aside := fs.PathJoin(s.opts.Dir, brokenIndexPrefix+time.Now().UTC().Format("20060102T150405"))
+		if err := fs.Rename(idir, aside); err != nil {
+			return false, fmt.Errorf("store: repair: move %s aside: %w", idir, err)
+		}
+		s.log.Warn().Str("moved_to", aside).Msg("store: repair: kept the damaged index")
+	}
+	db, st, err := index.Rebuild(idir, iopts)
+	if err != nil {
+		return false, fmt.Errorf("store: repair: %w", err)
+	}
+	ev := s.log.Warn()
+	if st.Torn {
+		ev = s.log.Error()
+	}
+	ev.Int("records", st.Records).Bool("journal_torn", st.Torn).
+		Msg("store: repair: definitions rebuilt from the journal (a torn journal lost its last changes)")
+	s.db = db
+	return false, nil
+}
+
+// recover opens every durable queue's log and reconciles it with the index.
+func (s *Store) recover(names []string, fresh bool) error {
 	start := time.Now()
 	states, err := s.db.LogStates()
 	if err != nil {
-		return fmt.Errorf("store: %w", err)
+		if !s.opts.Repair {
+			return fmt.Errorf("%w: reading log states: %w", ErrNeedsRepair, err)
+		}
+		states = map[string]index.LogState{}
+	}
+	legacy := false
+	if !fresh {
+		if _, err := s.db.Meta(storeFormatKey); errors.Is(err, index.ErrNotFound) {
+			legacy = true
+		}
 	}
 	qdir := s.fs.PathJoin(s.opts.Dir, queuesDir)
-	names, err := s.fs.List(qdir)
-	if err != nil {
-		return fmt.Errorf("store: list %s: %w", qdir, err)
-	}
+	var orphans []string
+	seen := make(map[string]bool, len(names))
+	var total, lost, dropped uint64
 	for _, name := range names {
-		if _, ok := states[name]; ok {
+		path := s.fs.PathJoin(qdir, name)
+		if strings.HasSuffix(name, segment.DeletedSuffix) {
+			if err := s.fs.RemoveAll(path); err != nil {
+				s.log.Error().Err(err).Str("dir", path).Msg("store: cannot remove the log of a deleted queue")
+			} else {
+				s.log.Info().Str("dir", name).Msg("store: removed the log of a queue deleted before the restart")
+			}
 			continue
 		}
-		if err := s.fs.RemoveAll(s.fs.PathJoin(qdir, name)); err != nil {
-			return fmt.Errorf("store: remove transient queue %s: %w", name, err)
+		if checkID(name) != nil {
+			s.log.Error().Str("dir", path).Msg("store: ignoring a queue directory with an invalid name")
+			continue
 		}
-		s.log.Debug().Str("queue", name).Msg("store: removed non-durable queue log")
+		seen[name] = true
+		st, hasState := states[name]
+		q, err := s.openQueue(name, index.Queue{ID: name, Durable: true}, st, true)
+		if err != nil {
+			return err
+		}
+		if !hasState {
+			empty := q.next == q.log.FirstSeq()
+			id := q.log.Recovery().Identity
+			switch {
+			case empty:
+				q.log.Remove()
+				s.log.Info().Str("queue", name).Msg("store: removed an empty log without index state (a declaration that did not complete)")
+				continue
+			case legacy && id == nil:
+				// Written by the previous layout, where non-durable queues
+				// shared this directory and had no state.
+				q.log.Remove()
+				s.log.Warn().Str("queue", name).Msg("store: removed the log of a non-durable queue left by the previous data layout")
+				continue
+			case s.opts.Repair:
+				if err := s.repairQueue(q); err != nil {
+					q.log.Close()
+					return err
+				}
+			default:
+				q.log.Close()
+				orphans = append(orphans, name)
+				continue
+			}
+		}
+		s.queues[name] = q
 	}
-	ids := make([]string, 0, len(states))
-	for id := range states {
-		ids = append(ids, id)
+	if len(orphans) > 0 {
+		return fmt.Errorf("%w: %d queue logs hold messages but have no state in the index (%s)",
+			ErrNeedsRepair, len(orphans), strings.Join(orphans[:min(len(orphans), 5)], ", "))
 	}
-	sort.Strings(ids)
-	var total int
-	for _, id := range ids {
+	// States of queues whose log holds no file (empty, or fully reclaimed).
+	for id, st := range states {
+		if seen[id] {
+			continue
+		}
 		if checkID(id) != nil {
 			s.log.Error().Str("queue", id).Msg("store: ignoring log state with invalid queue id")
 			continue
 		}
-		q, err := s.openQueue(id, true, states[id], true)
+		q, err := s.openQueue(id, index.Queue{ID: id, Durable: true}, st, true)
 		if err != nil {
 			return err
 		}
+		if st.NextSeq > st.Watermark {
+			n := st.NextSeq - st.Watermark
+			s.log.Error().Str("queue", id).Uint64("records_lost", n).
+				Msg("store: the log of a queue with unacked messages is missing")
+			q.lost += n
+		}
 		s.queues[id] = q
-		r := Recovered{ID: id, Ready: int(q.ready), Segments: len(q.log.Segments())}
-		for _, g := range q.log.Gaps() {
-			r.Lost += g.Last - g.First + 1
+	}
+	ids := make([]string, 0, len(s.queues))
+	for id := range s.queues {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		q := s.queues[id]
+		r := Recovered{ID: id, Ready: int(q.ready), Segments: len(q.log.Segments()), Lost: q.lost, Dropped: q.dropped}
+		if b := q.log.Recovery().Identity; b != nil {
+			if def, err := decodeIdentity(b); err == nil {
+				r.Def = def
+			}
 		}
 		s.recovered = append(s.recovered, r)
-		total += r.Ready
+		total += uint64(r.Ready)
+		lost += r.Lost
+		dropped += r.Dropped
 	}
-	s.log.Info().Int("queues", len(ids)).Int("ready", total).Dur("took", time.Since(start)).
-		Msg("store: recovered")
+	if legacy && !s.db.ReadOnly() {
+		if err := s.db.SetMeta(storeFormatKey, []byte{1}); err != nil {
+			return fmt.Errorf("store: %w", err)
+		}
+	}
+	ev := s.log.Info()
+	if lost > 0 {
+		ev = s.log.Error()
+	}
+	ev.Int("queues", len(ids)).Uint64("ready", total).Uint64("lost", lost).
+		Uint64("transient_dropped", dropped).Dur("took", time.Since(start)).Msg("store: recovered")
+	return nil
+}
+
+// repairQueue rebuilds the index entries of a recovered queue whose state
+// is missing: its log state from the segments (nothing acked, everything
+// flagged redelivered) and, when the index has no definition for it, its
+// definition from the segment headers.
+func (s *Store) repairQueue(q *Queue) error {
+	first, next := q.log.FirstSeq(), q.next
+	st := index.LogState{NextSeq: next, Watermark: first, Delivered: next, Segments: q.log.Segments()}
+	b := s.db.NewBatch()
+	if err := b.SetLogState(q.id, st); err != nil {
+		b.Close()
+		return fmt.Errorf("store: repair %s: %w", q.id, err)
+	}
+	def, err := decodeIdentity(q.log.Recovery().Identity)
+	if err != nil {
+		// Segments from before identities: give it a name that says so.
+		def = index.Queue{VHost: "/", Name: "recovered-" + q.id, ID: q.id, Durable: true}
+		s.log.Warn().Str("queue", q.id).Str("name", def.Name).
+			Msg("store: repair: the segments do not record the queue's identity; recovered under a new name")
+	}
+	def.ID, def.Durable = q.id, true
+	if _, err := s.db.GetVHost(def.VHost); errors.Is(err, index.ErrNotFound) {
+		if err := s.db.PutVHost(index.VHost{Name: def.VHost}); err != nil {
+			b.Close()
+			return fmt.Errorf("store: repair %s: %w", q.id, err)
+		}
+		s.log.Warn().Str("vhost", def.VHost).Msg("store: repair: recreated a vhost from a queue's identity")
+	}
+	if have, err := s.db.GetQueue(def.VHost, def.Name); err != nil || have.ID != q.id {
+		if err == nil {
+			// The name now belongs to another queue: keep both.
+			def.Name = def.Name + "-recovered-" + q.id
+		}
+		if err := b.PutQueue(def); err != nil {
+			b.Close()
+			return fmt.Errorf("store: repair %s: %w", q.id, err)
+		}
+	}
+	if err := b.Commit(true); err != nil {
+		return fmt.Errorf("store: repair %s: %w", q.id, err)
+	}
+	q.mu.Lock()
+	q.acks = ackSet{watermark: first}
+	q.cursor = first
+	q.redeliverBelow = next
+	q.ready = q.countReadyLocked(first)
+	q.mu.Unlock()
+	q.log.SetIdentity(encodeIdentity(def))
+	s.log.Warn().Str("vhost", def.VHost).Str("queue", def.Name).Str("id", q.id).Int64("ready", q.ready).
+		Msg("store: repair: rebuilt the queue's log state from its segments; acks since its last commit are lost, those messages come back redelivered")
 	return nil
 }
 
 func checkID(id string) error {
-	if id == "" || id == "." || id == ".." || strings.ContainsAny(id, "/\\\x00") || len(id) > 255 {
+	if id == "" || id == "." || id == ".." || strings.ContainsAny(id, "/\\\x00") || len(id) > 255 ||
+		strings.HasSuffix(id, segment.DeletedSuffix) {
 		return fmt.Errorf("%w: %q", ErrInvalidID, id)
 	}
 	return nil
 }
 
+// wantFlush is the logs' WantFlush: records waiting for a file to be
+// created go to the Syncer.
+func (s *Store) wantFlush(l *segment.Log) { s.syncer.Add(l, nil) }
+
 // openQueue opens the log of a queue and rebuilds its in-memory state from
 // the persisted log state st (zero for a new queue).
-func (s *Store) openQueue(id string, durable bool, st index.LogState, recovering bool) (*Queue, error) {
-	l, err := segment.Open(s.fs, s.fs.PathJoin(s.opts.Dir, queuesDir, id), segment.Options{
-		SegmentSize: s.opts.SegmentSize,
-		ChunkSize:   s.opts.ChunkSize,
-		Codec:       s.opts.Codec,
-		Logger:      s.log.With().Str("queue", id).Logger(),
-		Sync:        durable,
+func (s *Store) openQueue(id string, def index.Queue, st index.LogState, recovering bool) (*Queue, error) {
+	dir := s.fs.PathJoin(s.opts.Dir, queuesDir, id)
+	if !def.Durable {
+		dir = s.fs.PathJoin(s.opts.Dir, transientDir, id)
+	}
+	var identity []byte
+	if def.Name != "" {
+		identity = encodeIdentity(def)
+	}
+	l, err := segment.Open(s.fs, dir, segment.Options{
+		SegmentSize:    s.opts.SegmentSize,
+		MinSegmentSize: s.opts.MinSegmentSize,
+		ChunkSize:      s.opts.ChunkSize,
+		Codec:          s.opts.Codec,
+		Logger:         s.log.With().Str("queue", id).Logger(),
+		Sync:           def.Durable,
+		Files:          s.files,
+		Identity:       identity,
+		NextSeq:        st.NextSeq,
+		WantFlush:      s.wantFlush,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: queue %s: %w", id, err)
 	}
-	q := &Queue{s: s, id: id, durable: durable, log: l}
+	if identity == nil {
+		if b := l.Recovery().Identity; b != nil {
+			l.SetIdentity(b)
+		}
+	}
+	q := &Queue{s: s, id: id, durable: def.Durable, log: l}
 	next, first := l.NextSeq(), l.FirstSeq()
 	// The log is the truth: the index may be older than the log (acks
 	// committed unsynced and lost) or, after data loss, newer; clamp it.
@@ -258,11 +564,40 @@ func (s *Store) openQueue(id string, durable bool, st index.LogState, recovering
 	}
 	q.next = next
 	q.cursor = q.acks.watermark
-	q.ready = int64(next-q.acks.watermark) - int64(q.acks.countIn(q.acks.watermark, next))
-	if recovering {
-		q.recoveredNext = next
-		q.redeliverBelow = min(st.Delivered, next)
+	q.committedW = st.Watermark
+	if !recovering {
+		return q, nil
 	}
+	q.recoveredNext = next
+	q.redeliverBelow = min(st.Delivered, next)
+	for _, g := range l.Gaps() {
+		q.openGaps = append(q.openGaps, index.Range{Lo: g.First, Hi: g.Last + 1})
+		lo, hi := max(g.First, w), g.Last+1
+		if hi > lo {
+			q.lost += hi - lo - q.acks.countIn(lo, hi)
+		}
+	}
+	// Segments are deleted only below a watermark the index holds, so a
+	// log starting above it lost files; an index claiming more durable
+	// records than the log holds lost its tail.
+	if st.NextSeq > 0 && first > st.Watermark && st.NextSeq > st.Watermark {
+		n := min(first, st.NextSeq) - st.Watermark
+		ev := s.log.Error()
+		if !s.opts.SyncIndex {
+			ev = s.log.Warn() // an unsynced index commit may simply be lost
+		}
+		ev.Str("queue", id).Uint64("first", first).Uint64("watermark", st.Watermark).Uint64("records_lost", n).
+			Msg("store: records missing at the head of a log (segment files deleted?)")
+		q.lost += n
+	}
+	if st.NextSeq > next && st.NextSeq > max(next, st.Watermark) {
+		n := st.NextSeq - max(next, st.Watermark)
+		s.log.Error().Str("queue", id).Uint64("log_end", next).Uint64("index_durable_end", st.NextSeq).
+			Uint64("records_lost", n).Msg("store: durable records missing at the tail of a log")
+		q.lost += n
+	}
+	q.ready = q.countReadyLocked(w)
+	q.dropped = q.transientIn(w, next)
 	return q, nil
 }
 
@@ -271,14 +606,42 @@ func (s *Store) Recovered() []Recovered {
 	return append([]Recovered(nil), s.recovered...)
 }
 
+// Unclaimed lists the recovered durable queues that no Queue call has
+// opened since Open: state the index holds for a queue without a
+// definition.
+func (s *Store) Unclaimed() []Recovered {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Recovered
+	for _, r := range s.recovered {
+		if q := s.queues[r.ID]; q != nil && !q.claimed {
+			r.Ready = q.Ready()
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
 // Index returns the store's index, for the broker's definitions.
 func (s *Store) Index() *index.DB { return s.db }
 
-// Queue returns the queue with the given ID, creating its log if needed. A
-// durable queue's log state is written to the index (synced) before its log
-// is created, so a restart recognises it as durable; a non-durable queue's
-// log is deleted by the next Open.
+// Files returns the cache bounding the store's open segment files.
+func (s *Store) Files() *segment.Files { return s.files }
+
+// Queue returns the queue with the given ID, creating it if needed; a
+// shorthand for OpenQueue with a definition named after the ID.
 func (s *Store) Queue(id string, durable bool) (*Queue, error) {
+	return s.OpenQueue(index.Queue{ID: id, Name: id, Durable: durable})
+}
+
+// OpenQueue returns the queue def.ID, creating it if needed. A new durable
+// queue's definition and initial log state are written to the index in one
+// synced batch (and the definitions journal) before anything else, so a
+// restart finds it; its log holds no file until the first append. A
+// non-durable queue's log lives under transient/ and goes at the next Open.
+// Every segment file of the queue records def as its identity.
+func (s *Store) OpenQueue(def index.Queue) (*Queue, error) {
+	id, durable := def.ID, def.Durable
 	if err := checkID(id); err != nil {
 		return nil, err
 	}
@@ -291,32 +654,49 @@ func (s *Store) Queue(id string, durable bool) (*Queue, error) {
 		if q.durable != durable {
 			return nil, fmt.Errorf("%w: queue %s is durable=%v", ErrDurability, id, q.durable)
 		}
+		if !q.claimed {
+			q.claimed = true
+			if def.VHost != "" {
+				q.def = def
+				q.log.SetIdentity(encodeIdentity(def))
+			}
+		}
 		return q, nil
 	}
 	if durable {
 		b := s.db.NewBatch()
-		if err := b.SetLogState(id, index.LogState{NextSeq: 1, Watermark: 1, Segments: []uint64{1}}); err != nil {
+		err := b.SetLogState(id, index.LogState{NextSeq: 1, Watermark: 1})
+		if err == nil && def.VHost != "" {
+			err = b.PutQueue(def)
+		}
+		if err != nil {
 			b.Close()
 			return nil, fmt.Errorf("store: queue %s: %w", id, err)
 		}
 		if err := b.Commit(true); err != nil {
 			return nil, fmt.Errorf("store: queue %s: %w", id, err)
 		}
-	} else if err := s.fs.RemoveAll(s.fs.PathJoin(s.opts.Dir, queuesDir, id)); err != nil {
+	} else if err := s.fs.RemoveAll(s.fs.PathJoin(s.opts.Dir, transientDir, id)); err != nil {
 		// A leftover log of a non-durable queue is never reused.
 		return nil, fmt.Errorf("store: queue %s: %w", id, err)
 	}
-	q, err := s.openQueue(id, durable, index.LogState{}, false)
+	q, err := s.openQueue(id, def, index.LogState{}, false)
 	if err != nil {
 		return nil, err
+	}
+	q.claimed = true
+	if def.VHost != "" {
+		q.def = def
 	}
 	s.queues[id] = q
 	return q, nil
 }
 
-// DeleteQueue deletes a queue: its index state first (synced), then its log
-// directory, so a crash in between leaves a log without state, which the
-// next Open deletes. Later calls on the Queue return ErrDeleted.
+// DeleteQueue deletes a queue: its log directory is renamed to
+// <id>.deleted, then its index state and definition go in one synced batch,
+// then the directory is removed; a crash anywhere leaves either the queue
+// or a directory the next Open removes. Later calls on the Queue return
+// ErrDeleted.
 func (s *Store) DeleteQueue(id string) error {
 	if err := checkID(id); err != nil {
 		return err
@@ -343,10 +723,18 @@ func (s *Store) DeleteQueue(id string) error {
 	q.requeued = nil
 	q.acks = ackSet{}
 	q.mu.Unlock()
+	rmErr := q.log.Remove()
 	var err error
 	if q.durable {
 		b := s.db.NewBatch()
 		if err = b.DeleteQueueState(id); err == nil {
+			def := q.def
+			if def.Name == "" {
+				def, _ = decodeIdentity(q.log.Recovery().Identity)
+			}
+			if def.Name != "" {
+				b.DeleteQueue(def.VHost, def.Name)
+			}
 			err = b.Commit(true)
 		} else {
 			b.Close()
@@ -356,8 +744,8 @@ func (s *Store) DeleteQueue(id string) error {
 	if err != nil {
 		return fmt.Errorf("store: delete queue %s: %w", id, err)
 	}
-	if err := q.log.Remove(); err != nil {
-		return fmt.Errorf("store: delete queue %s: %w", id, err)
+	if rmErr != nil {
+		return fmt.Errorf("store: delete queue %s: %w", id, rmErr)
 	}
 	return nil
 }
@@ -397,11 +785,14 @@ func (s *Store) commitStates() error {
 	}
 	b := s.db.NewBatch()
 	var err error
-	for _, q := range qs {
+	committed := make([]uint64, len(qs))
+	for i, q := range qs {
 		st, ok := q.stateForCommit()
 		if !ok {
+			committed[i] = 0
 			continue
 		}
+		committed[i] = st.Watermark
 		if e := b.SetLogState(q.id, st); e != nil && err == nil {
 			err = e
 		}
@@ -412,8 +803,25 @@ func (s *Store) commitStates() error {
 		err = e
 	}
 	if err != nil {
-		s.log.Error().Err(err).Msg("store: commit log states")
+		// The states stay dirty: the next round commits them again.
+		for _, q := range qs {
+			q.mu.Lock()
+			s.markDirtyLocked(q)
+			q.mu.Unlock()
+		}
+		s.commitErrs++
+		if time.Since(s.commitErrLast) > 10*time.Second {
+			s.log.Error().Err(err).Int("failures", s.commitErrs).Msg("store: commit log states")
+			s.commitErrLast, s.commitErrs = time.Now(), 0
+		}
 		return fmt.Errorf("store: commit log states: %w", err)
+	}
+	for i, q := range qs {
+		if committed[i] > 0 {
+			q.mu.Lock()
+			q.committedW = max(q.committedW, committed[i])
+			q.mu.Unlock()
+		}
 	}
 	return nil
 }
@@ -429,21 +837,22 @@ func (s *Store) kickCommit() error {
 	return nil
 }
 
-// minCommitInterval spaces the committer's synced index commits under
-// load: ack and delivery state then reaches the disk at most this much
-// later than the round that changed it, and a busy broker pays for one
-// index fsync per interval instead of one per round.
-const minCommitInterval = 2 * time.Millisecond
-
+// commitLoop commits log states after sync rounds, at most every
+// CommitInterval under load: ack and delivery state then reaches the disk
+// at most this much later than the round that changed it, and a busy
+// broker pays for one index fsync per interval instead of one per round.
 func (s *Store) commitLoop() {
 	defer close(s.commitDone)
 	var last time.Time
 	for range s.commitKick {
-		if d := minCommitInterval - time.Since(last); d > 0 {
+		if d := s.opts.CommitInterval - time.Since(last); d > 0 {
 			time.Sleep(d)
 		}
 		last = time.Now()
-		s.commitStates() // logs its own errors; the next round retries
+		if s.commitStates() != nil {
+			// A failing disk: do not spin; the next round retries.
+			time.Sleep(100 * time.Millisecond)
+		}
 	}
 }
 
@@ -455,15 +864,10 @@ func (s *Store) stopCommitter() {
 	}
 }
 
-// Reclaim deletes the segments whose messages are all acked, rolling the
-// active segment of a fully drained queue so that its space comes back too.
-// The background pass calls it every ReclaimInterval, rolling only queues
-// that saw no append since the previous pass.
+// Reclaim deletes the segments whose messages are all acked (the active
+// one included, so a drained queue holds no file). The background pass
+// calls it every ReclaimInterval.
 func (s *Store) Reclaim() error {
-	return s.reclaim(false)
-}
-
-func (s *Store) reclaim(idleOnly bool) error {
 	s.mu.Lock()
 	qs := make([]*Queue, 0, len(s.queues))
 	for _, q := range s.queues {
@@ -472,11 +876,27 @@ func (s *Store) reclaim(idleOnly bool) error {
 	s.mu.Unlock()
 	var first error
 	for _, q := range qs {
-		if err := q.reclaim(idleOnly); err != nil && first == nil {
+		if err := q.reclaim(); err != nil && first == nil {
 			first = err
 		}
 	}
 	return first
+}
+
+// releaseIdle drops the buffers of queues idle since the previous pass.
+func (s *Store) releaseIdle() {
+	s.mu.Lock()
+	qs := make([]*Queue, 0, len(s.queues))
+	for _, q := range s.queues {
+		qs = append(qs, q)
+	}
+	s.mu.Unlock()
+	for _, q := range qs {
+		q.log.ReleaseIdle()
+		q.mu.Lock()
+		q.releaseLocked()
+		q.mu.Unlock()
+	}
 }
 
 func (s *Store) reclaimLoop() {
@@ -487,16 +907,67 @@ func (s *Store) reclaimLoop() {
 	}
 	t := time.NewTicker(s.opts.ReclaimInterval)
 	defer t.Stop()
+	var lastErr time.Time
+	var reopen time.Time
 	for {
 		select {
 		case <-s.stop:
 			return
 		case <-t.C:
-			if err := s.reclaim(true); err != nil {
+			if err := s.Reclaim(); err != nil && time.Since(lastErr) > 10*time.Second {
 				s.log.Error().Err(err).Msg("store: reclaim")
+				lastErr = time.Now()
+			}
+			s.releaseIdle()
+			if s.db.ReadOnly() && time.Since(reopen) > 5*time.Second {
+				reopen = time.Now()
+				if err := s.db.Reopen(); err == nil {
+					s.log.Info().Msg("store: the index is writable again")
+				}
 			}
 		}
 	}
+}
+
+// Failing returns an error while the store cannot write: the index is
+// read-only, or a queue's log is failing writes (a full disk, an I/O
+// error). It is cheap enough to poll for an alarm: it looks at each queue
+// once, without I/O.
+func (s *Store) Failing() error {
+	if s.db.ReadOnly() {
+		return fmt.Errorf("store: %w", index.ErrReadOnly)
+	}
+	s.mu.Lock()
+	qs := make([]*Queue, 0, len(s.queues))
+	for _, q := range s.queues {
+		qs = append(qs, q)
+	}
+	s.mu.Unlock()
+	for _, q := range qs {
+		if err := q.log.Failing(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// DiskFree returns the bytes available to the broker and the total size of
+// the file system holding the data directory (statfs).
+func (s *Store) DiskFree() (free, total uint64, err error) {
+	u, err := s.fs.GetDiskUsage(s.opts.Dir)
+	if err != nil {
+		return 0, 0, fmt.Errorf("store: disk usage of %s: %w", s.opts.Dir, err)
+	}
+	return u.AvailBytes, u.TotalBytes, nil
+}
+
+// IsWriteFailure reports whether err is a storage failure the client can
+// retry later (a full or failing disk, a read-only index), as opposed to a
+// bad request.
+func IsWriteFailure(err error) bool {
+	return errors.Is(err, segment.ErrFailing) || errors.Is(err, index.ErrReadOnly) ||
+		errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EIO) || errors.Is(err, syscall.EROFS) ||
+		errors.Is(err, syscall.EDQUOT) || errors.Is(err, os.ErrPermission)
 }
 
 // Close completes every pending durability callback, writes the final log
@@ -524,20 +995,26 @@ func (s *Store) Close() error {
 	s.queues = nil
 	s.mu.Unlock()
 	for _, q := range qs {
-		keep(q.log.Close())
+		if q.durable {
+			keep(q.log.Close())
+		} else {
+			q.log.Remove() // never survives a restart anyway
+		}
 	}
 	s.commitMu.Lock()
 	s.dbClosed = true // no commit after this one; DeleteQueue checks it
-	b := s.db.NewBatch()
-	for _, q := range qs {
-		q.mu.Lock()
-		q.closed = true
-		q.mu.Unlock()
-		if st, ok := q.stateForCommit(); ok {
-			keep(b.SetLogState(q.id, st))
+	if !s.db.ReadOnly() {
+		b := s.db.NewBatch()
+		for _, q := range qs {
+			q.mu.Lock()
+			q.closed = true
+			q.mu.Unlock()
+			if st, ok := q.stateForCommit(); ok {
+				keep(b.SetLogState(q.id, st))
+			}
 		}
+		keep(b.Commit(true))
 	}
-	keep(b.Commit(true))
 	s.commitMu.Unlock()
 	keep(s.db.Close())
 	if first != nil {

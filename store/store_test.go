@@ -348,7 +348,16 @@ func TestRedeliveredAfterReopen(t *testing.T) {
 
 func TestTransientQueueRemoved(t *testing.T) {
 	dir := t.TempDir()
+	// A log left under transient/ by a crash goes at the next Open.
+	stale := filepath.Join(dir, transientDir, "old")
+	if err := os.MkdirAll(stale, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(stale, "00000000000000000001.seg"), []byte("x"), 0o644)
 	s := open(t, vfs.Default, dir)
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Fatalf("stale transient log survived Open: %v", err)
+	}
 	tq, _ := s.Queue("tq", false)
 	dq, _ := s.Queue("dq", true)
 	var fired bool
@@ -365,26 +374,69 @@ func TestTransientQueueRemoved(t *testing.T) {
 	if _, err := s.Queue("tq", true); !errors.Is(err, ErrDurability) {
 		t.Fatalf("durability change: %v", err)
 	}
-	for _, bad := range []string{"", "..", "a/b"} {
+	for _, bad := range []string{"", "..", "a/b", "x.deleted"} {
 		if _, err := s.Queue(bad, true); !errors.Is(err, ErrInvalidID) {
 			t.Fatalf("Queue(%q): %v", bad, err)
 		}
 	}
-	s.Close()
-	if _, err := os.Stat(filepath.Join(dir, queuesDir, "tq")); err != nil {
-		t.Fatalf("transient log should exist before reopen: %v", err)
+	// A small transient queue lives in memory: no file at all.
+	if _, err := os.Stat(filepath.Join(dir, transientDir, "tq")); !os.IsNotExist(err) {
+		t.Fatalf("transient queue wrote a file: %v", err)
 	}
+	if _, err := os.Stat(filepath.Join(dir, queuesDir, "tq")); !os.IsNotExist(err) {
+		t.Fatalf("transient queue in the durable tree: %v", err)
+	}
+	s.Close()
 	s = open(t, vfs.Default, dir)
 	defer s.Close()
-	if _, err := os.Stat(filepath.Join(dir, queuesDir, "tq")); !os.IsNotExist(err) {
-		t.Fatalf("transient log survived reopen: %v", err)
-	}
 	rc := s.Recovered()
 	if len(rc) != 1 || rc[0].ID != "dq" || rc[0].Ready != 3 {
 		t.Fatalf("Recovered = %+v", rc)
 	}
 	tq, _ = s.Queue("tq", false)
 	checkCounts(t, tq, 0, 0)
+}
+
+// TestTransientQueueSpills: a transient queue with a backlog writes it to
+// disk in chunks instead of holding it in RAM, and drops its files once
+// drained.
+func TestTransientQueueSpills(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, vfs.Default, dir, func(o *Options) { o.ChunkSize = 16 << 10; o.Codec = segment.CodecNone })
+	defer s.Close()
+	q, _ := s.Queue("t", false)
+	body := make([]byte, 1000)
+	for i := 0; i < 500; i++ {
+		r := rec(i, false)
+		r.Body = append(r.Body, body...)
+		if _, err := q.Append([]segment.Record{r}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tdir := filepath.Join(dir, transientDir, "t")
+	var size int64
+	for i := 0; i < 200; i++ {
+		if size, _ = dirSize(t, tdir); size > 400<<10 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if size < 400<<10 {
+		t.Fatalf("transient backlog of 500 KB not spilled: %d bytes on disk", size)
+	}
+	ms := q.NextReady(nil, 500)
+	if len(ms) != 500 {
+		t.Fatalf("delivered %d", len(ms))
+	}
+	for _, m := range ms {
+		q.Ack(m.Seq)
+	}
+	if err := s.Reclaim(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(tdir); !os.IsNotExist(err) {
+		t.Fatalf("drained transient queue kept its directory: %v", err)
+	}
 }
 
 func TestTransientMessagesInDurableQueue(t *testing.T) {
@@ -405,9 +457,12 @@ func TestTransientMessagesInDurableQueue(t *testing.T) {
 	s.Close()
 	s = open(t, vfs.Default, dir)
 	defer s.Close()
+	// Non-persistent records do not survive, and are not counted.
+	if rc := s.Recovered(); len(rc) != 1 || rc[0].Ready != 7 || rc[0].Dropped != 14 {
+		t.Fatalf("Recovered = %+v", rc)
+	}
 	q, _ = s.Queue("q", true)
-	// Documented: non-persistent records count as ready until reached.
-	checkCounts(t, q, 21, 0)
+	checkCounts(t, q, 7, 0)
 	got := q.NextReady(nil, 100)
 	if len(got) != 7 {
 		t.Fatalf("after reopen %d messages, want the 7 persistent ones", len(got))
@@ -462,6 +517,31 @@ func TestDeleteQueue(t *testing.T) {
 	checkCounts(t, q, 0, 0)
 }
 
+// waitCommitted runs a sync round for every queue and commits the index
+// state it covers, so that Reclaim sees the acks committed.
+func waitCommitted(t testing.TB, s *Store) {
+	t.Helper()
+	s.mu.Lock()
+	var qs []*Queue
+	for _, q := range s.queues {
+		qs = append(qs, q)
+	}
+	s.mu.Unlock()
+	for _, q := range qs {
+		if !q.durable {
+			continue
+		}
+		done := make(chan error, 1)
+		s.syncer.Add(q.log, func(err error) { done <- err })
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.commitStates(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func dirSize(t testing.TB, dir string) (size int64, files int) {
 	t.Helper()
 	filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
@@ -497,6 +577,7 @@ func TestSpaceComesBack(t *testing.T) {
 	for _, m := range ms {
 		q.Ack(m.Seq)
 	}
+	waitCommitted(t, s)
 	if err := s.Reclaim(); err != nil {
 		t.Fatal(err)
 	}
@@ -504,10 +585,11 @@ func TestSpaceComesBack(t *testing.T) {
 	if half > full*6/10 || half < full*4/10 {
 		t.Fatalf("after acking half: %d of %d bytes", half, full)
 	}
-	// Ack the rest: the active segment is rolled and everything goes.
+	// Ack the rest: the active segment goes too.
 	for _, m := range q.NextReady(nil, 2000) {
 		q.Ack(m.Seq)
 	}
+	waitCommitted(t, s)
 	if err := s.Reclaim(); err != nil {
 		t.Fatal(err)
 	}
