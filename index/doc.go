@@ -1,8 +1,9 @@
 // Package index is Warren's metadata store: the only package that opens a
 // Pebble database. It holds the broker's definitions (vhosts, users,
-// permissions, exchanges, queues, bindings) and, for every durable queue, the
-// state of its message log (segments, next sequence, ack watermark, acked
-// ranges above the watermark, highest sequence delivered).
+// permissions, exchanges, queues, bindings, policies, runtime parameters)
+// and, for every durable queue, the state of its message log (segments, next
+// sequence, ack watermark, acked ranges above the watermark, highest sequence
+// delivered).
 //
 // Definitions change rarely and are written one synced Pebble write at a
 // time. Log state changes with every ack; the store gathers it in a Batch
