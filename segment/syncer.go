@@ -3,9 +3,25 @@ package segment
 import (
 	"errors"
 	"sync"
+	"time"
 
 	"github.com/rs/zerolog"
 )
+
+// SyncBuckets are the upper bounds, in seconds, of the sync round latency
+// histogram kept by every Syncer.
+var SyncBuckets = []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5}
+
+// SyncStats describes the sync rounds run so far.
+type SyncStats struct {
+	// Rounds counts sync rounds started.
+	Rounds int64
+	// Counts[i] counts finished rounds that took at most SyncBuckets[i] seconds
+	// (and more than the bound before); the last element counts the rest.
+	Counts []uint64
+	// Seconds is the total time spent in rounds.
+	Seconds float64
+}
 
 // SyncerOptions configures a Syncer.
 type SyncerOptions struct {
@@ -42,6 +58,8 @@ type Syncer struct {
 	spareWaiters []waiter
 	done         chan struct{}
 	rounds       int64
+	latency      [16]uint64 // per SyncBuckets, then +Inf
+	latencySum   time.Duration
 }
 
 // NewSyncer starts a Syncer goroutine; stop it with Close.
@@ -100,6 +118,26 @@ func (s *Syncer) Rounds() int64 {
 	return s.rounds
 }
 
+// Stats returns the round count and the round latency histogram.
+func (s *Syncer) Stats() SyncStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := SyncStats{Rounds: s.rounds, Counts: make([]uint64, len(SyncBuckets)+1), Seconds: s.latencySum.Seconds()}
+	copy(st.Counts, s.latency[:])
+	return st
+}
+
+// observeLocked records one round's duration.
+func (s *Syncer) observeLocked(d time.Duration) {
+	sec := d.Seconds()
+	i := 0
+	for i < len(SyncBuckets) && sec > SyncBuckets[i] {
+		i++
+	}
+	s.latency[i]++
+	s.latencySum += d
+}
+
 func (s *Syncer) loop() {
 	defer close(s.done)
 	for {
@@ -120,6 +158,7 @@ func (s *Syncer) loop() {
 		s.rounds++
 		s.mu.Unlock()
 
+		start := time.Now()
 		if len(logs) == 1 {
 			s.commit(logs[0])
 		} else {
@@ -139,6 +178,10 @@ func (s *Syncer) loop() {
 		if s.opts.Hook != nil {
 			hookErr = s.opts.Hook()
 		}
+		d := time.Since(start)
+		s.mu.Lock()
+		s.observeLocked(d)
+		s.mu.Unlock()
 		for _, w := range ws {
 			err := w.l.roundErr
 			if err == nil {
