@@ -57,6 +57,9 @@ type channel struct {
 	prefetch       uint16 // for consumers created from now on
 	globalPrefetch atomic.Int32
 	unackedN       atomic.Int32 // deliveries not yet acked, for the global limit
+	// Copies of reader-owned state for the management API.
+	infoPrefetch atomic.Uint32
+	infoMode     atomic.Uint32 // modeConfirm or modeTx
 
 	// Delivery bookkeeping: tags are assigned under umu, in order.
 	umu     sync.Mutex
@@ -78,6 +81,12 @@ type channel struct {
 	txAcked    map[uint64]bool // tags settled in the open transaction
 	txArena    []byte
 }
+
+// Channel modes shown by the management API.
+const (
+	modeConfirm = 1
+	modeTx      = 2
+)
 
 type pendingPub struct {
 	exchange, key string
@@ -273,6 +282,7 @@ func (ch *channel) handleMethod(m amqpwire.Method) error {
 			return amqpErr(amqpwire.PreconditionFailed, m, "cannot switch from tx to confirm mode")
 		}
 		ch.confirm = true
+		ch.infoMode.Store(modeConfirm)
 		if !m.NoWait {
 			ch.c.sendMethod(ch.id, &amqpwire.ConfirmSelectOk{})
 		}
@@ -282,6 +292,7 @@ func (ch *channel) handleMethod(m amqpwire.Method) error {
 			return amqpErr(amqpwire.PreconditionFailed, m, "cannot switch from confirm to tx mode")
 		}
 		ch.txMode = true
+		ch.infoMode.Store(modeTx)
 		ch.c.sendMethod(ch.id, &amqpwire.TxSelectOk{})
 		return nil
 	case *amqpwire.TxCommit:
@@ -429,6 +440,7 @@ func (ch *channel) publishBatch(round *confirmRound) {
 	vh := ch.c.vh
 	snap := vh.routes()
 	now := time.Now().UnixMilli()
+	var routedN, returnedN uint64
 	for i := range ch.batch {
 		pp := &ch.batch[i]
 		ch.routeBuf = vh.route(snap, pp.exchange, pp.key, pp.props, ch.routeBuf[:0])
@@ -454,9 +466,26 @@ func (ch *channel) publishBatch(round *confirmRound) {
 			qb.recs = append(qb.recs, segment.Record{Timestamp: now, Exchange: pp.exchange, RoutingKey: pp.key,
 				Props: pp.props, Body: pp.body, Flags: flags})
 		}
-		if !routed && pp.mandatory {
+		switch {
+		case routed:
+			routedN++
+		case pp.mandatory:
+			returnedN++
 			ch.c.sendReturn(ch.id, amqpwire.NoRoute, "NO_ROUTE", pp.exchange, pp.key, pp.props, pp.body)
 		}
+	}
+	t := &ch.c.s.totals
+	n := uint64(len(ch.batch))
+	t.received.Add(n)
+	if ch.confirm {
+		t.receivedConfirm.Add(n)
+	}
+	t.routed.Add(routedN)
+	if returnedN > 0 {
+		t.unroutableReturned.Add(returnedN)
+	}
+	if dropped := n - routedN - returnedN; dropped > 0 {
+		t.unroutableDropped.Add(dropped)
 	}
 	if round != nil {
 		round.pending.Store(1) // held until every append is issued
@@ -556,6 +585,7 @@ func (ch *channel) sendConfirm(lo, hi uint64, nack bool) {
 	if nack {
 		ch.c.sendMethod(ch.id, &amqpwire.BasicNack{DeliveryTag: hi, Multiple: multiple})
 	} else {
+		ch.c.s.totals.confirmed.Add(hi - lo + 1)
 		ch.c.sendMethod(ch.id, &amqpwire.BasicAck{DeliveryTag: hi, Multiple: multiple})
 	}
 }

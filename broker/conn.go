@@ -43,11 +43,21 @@ type conn struct {
 	heartbeat  time.Duration
 	user       *user
 	vh         *vhost
-	perm       *permission // the user's permission in vh
+	perm       *permSlot // the user's permission in vh
 	userName   string
 
 	capCancelNotify bool
 	capAuthClose    bool
+
+	// What the management API shows. name and connectedAt are set at
+	// accept; the others by the handshake, before opened is set.
+	name        string // "peer -> local", as RabbitMQ names connections
+	connectedAt time.Time
+	clientProps amqpwire.Table
+	mechanism   string
+	opened      atomic.Bool
+	recvOct     atomic.Uint64
+	sendOct     atomic.Uint64
 
 	channels []*channel // by id, reader-owned
 	dirty    []*channel // channels with a pending publish/ack batch
@@ -72,17 +82,19 @@ type conn struct {
 func newConn(s *Server, nc net.Conn) *conn {
 	id := s.connSeq.Add(1)
 	c := &conn{
-		s:         s,
-		nc:        nc,
-		br:        bufio.NewReaderSize(nc, 64<<10),
-		id:        id,
-		frameMax:  s.cfg.FrameMax,
-		wsig:      make(chan struct{}, 1),
-		wdone:     make(chan struct{}),
-		writerEnd: make(chan struct{}),
-		owned:     make(map[*queue]struct{}),
-		live:      make(map[*channel]struct{}),
+		s:           s,
+		nc:          nc,
+		id:          id,
+		name:        nc.RemoteAddr().String() + " -> " + nc.LocalAddr().String(),
+		connectedAt: time.Now(),
+		frameMax:    s.cfg.FrameMax,
+		wsig:        make(chan struct{}, 1),
+		wdone:       make(chan struct{}),
+		writerEnd:   make(chan struct{}),
+		owned:       make(map[*queue]struct{}),
+		live:        make(map[*channel]struct{}),
 	}
+	c.br = bufio.NewReaderSize(countingReader{r: nc, n: &c.recvOct}, 64<<10)
 	c.log = s.log.With().Uint64("conn", id).Str("peer", nc.RemoteAddr().String()).Logger()
 	return c
 }
@@ -99,6 +111,7 @@ func (c *conn) serve() {
 		c.nc.Close()
 		return
 	}
+	c.opened.Store(true)
 	c.log.Info().Str("user", c.userName).Str("vhost", c.vh.name).Msg("connection opened")
 	go c.writeLoop()
 	err := c.readLoop()
@@ -175,6 +188,7 @@ func (c *conn) handshake() error {
 	if !ok {
 		return c.handshakeFail(amqpErr(amqpwire.CommandInvalid, m, "expected 'connection.start_ok', got '%s'", m.Name()))
 	}
+	c.clientProps, c.mechanism = so.ClientProperties, so.Mechanism
 	if caps, ok := so.ClientProperties["capabilities"].(amqpwire.Table); ok {
 		c.capCancelNotify, _ = caps["consumer_cancel_notify"].(bool)
 		c.capAuthClose, _ = caps["authentication_failure_close"].(bool)
@@ -183,9 +197,12 @@ func (c *conn) handshake() error {
 		return c.handshakeFail(amqpErr(amqpwire.CommandInvalid, so, "unknown authentication mechanism '%s'", so.Mechanism))
 	}
 	name, pass, ok := parseCredentials(so.Mechanism, []byte(so.Response))
-	u := c.s.lookupUser(name)
+	var u *user
+	if ok {
+		u = c.s.authenticate(name, pass)
+	}
 	switch {
-	case !ok || u == nil || !u.checkPassword(pass):
+	case u == nil:
 		c.log.Warn().Str("user", name).Str("mechanism", so.Mechanism).Msg("authentication failed: invalid credentials")
 		return c.authFail(so)
 	case name == "guest" && !isLoopback(c.nc.RemoteAddr()):
@@ -535,6 +552,7 @@ func (c *conn) writeLoop() {
 				return
 			}
 			c.wrote.Store(true)
+			c.sendOct.Add(uint64(len(buf)))
 		}
 		if cap(buf) > 8<<20 {
 			buf = nil // do not keep a burst's buffer forever

@@ -27,8 +27,13 @@ func (ch *channel) exchangeDeclare(m *amqpwire.ExchangeDeclare) error {
 	if err := ch.c.checkPerm(permConfigure, "exchange", m.Exchange, m); err != nil {
 		return err
 	}
-	if _, ok := vh.exchange(m.Exchange); !ok && strings.HasPrefix(m.Exchange, "amq.") {
-		return amqpErr(amqpwire.AccessRefused, m, "exchange name '%s' contains reserved prefix 'amq.*'", m.Exchange)
+	if _, ok := vh.exchange(m.Exchange); !ok {
+		if strings.HasPrefix(m.Exchange, "amq.") {
+			return amqpErr(amqpwire.AccessRefused, m, "exchange name '%s' contains reserved prefix 'amq.*'", m.Exchange)
+		}
+		if err := checkTargetExchange(ch.c.checkPerm, m.Arguments, "alternate-exchange", "exchange", m.Exchange, vh.name, m); err != nil {
+			return err
+		}
 	}
 	if err := vh.declareExchange(m); err != nil {
 		return err
@@ -129,6 +134,11 @@ func (ch *channel) queueDeclare(m *amqpwire.QueueDeclare) error {
 	}
 	if err := ch.c.checkPerm(permConfigure, "queue", name, m); err != nil {
 		return err
+	}
+	if vh.queueByName(name) == nil {
+		if err := checkTargetExchange(ch.c.checkPerm, m.Arguments, "x-dead-letter-exchange", "queue", name, vh.name, m); err != nil {
+			return err
+		}
 	}
 	q, err := vh.declareQueue(ch.c, m, name)
 	if err != nil {
@@ -291,6 +301,7 @@ func (ch *channel) basicQos(m *amqpwire.BasicQos) error {
 		ch.globalPrefetch.Store(int32(m.PrefetchCount))
 	} else {
 		ch.prefetch = m.PrefetchCount
+		ch.infoPrefetch.Store(uint32(m.PrefetchCount))
 	}
 	ch.c.sendMethod(ch.id, &amqpwire.BasicQosOk{})
 	// A raised limit may free credit.

@@ -53,6 +53,8 @@ type queue struct {
 	expiryTimer *time.Timer
 	expiryArmed bool
 	idleTimer   *time.Timer
+	round       roundCounts // the current delivery round's counts
+	stats       queueCounters
 }
 
 // unlock releases q.mu and republishes the dead letters gathered under it.
@@ -119,6 +121,8 @@ func (q *queue) publish(recs []segment.Record, onDurable func(error)) {
 	}
 	if _, err := q.sq.Append(recs, onDurable); err != nil {
 		q.vh.s.log.Error().Err(err).Str("queue", q.name).Msg("append failed")
+	} else {
+		q.stats.published.Add(uint64(len(recs)))
 	}
 	q.deliverLocked() // waiting consumers first, then trim, as RabbitMQ
 	q.enforceMaxLenLocked()
@@ -145,6 +149,8 @@ func (q *queue) settle(acks, discards, requeues []uint64) {
 	if !q.deleted {
 		if len(acks) > 0 {
 			q.sq.AckMany(acks)
+			q.stats.acked.Add(uint64(len(acks)))
+			q.vh.s.totals.acked.Add(uint64(len(acks)))
 		}
 		if len(discards) > 0 {
 			if q.hasDLX {
@@ -168,7 +174,10 @@ func (q *queue) deliverLocked() {
 		return
 	}
 	q.delivering = true
-	defer func() { q.delivering = false }()
+	defer func() {
+		q.delivering = false
+		q.flushRoundLocked()
+	}()
 	if q.offerFn == nil {
 		q.offerFn = q.offer
 	}
@@ -214,6 +223,12 @@ func (q *queue) offer(m *store.Message) store.Verdict {
 	q.sendLocked(c, m)
 	if c.noAck {
 		q.autoAcks = append(q.autoAcks, m.Seq)
+		q.round.noAck++
+	} else {
+		q.round.ack++
+	}
+	if m.Redelivered {
+		q.round.redelivered++
 	}
 	return store.Take
 }
@@ -303,8 +318,21 @@ func (q *queue) get(ch *channel, noAck bool) (*amqpwire.BasicGetOk, *store.Messa
 		m.Record.Body = slices.Clone(msg.Record.Body)
 		return store.Take
 	})
+	t := &q.vh.s.totals
 	if taken == 0 {
+		t.getEmpty.Add(1)
 		return nil, nil
+	}
+	if noAck {
+		q.stats.getNoAck.Add(1)
+		t.getNoAck.Add(1)
+	} else {
+		q.stats.getAck.Add(1)
+		t.getAck.Add(1)
+	}
+	if m.Redelivered {
+		q.stats.redelivered.Add(1)
+		t.redelivered.Add(1)
 	}
 	ch.umu.Lock()
 	ch.nextTag++

@@ -83,6 +83,8 @@ type Server struct {
 	conns  map[*conn]struct{}
 
 	ln      net.Listener
+	started time.Time
+	totals  totals
 	closing atomic.Bool
 	connWG  sync.WaitGroup
 	connSeq atomic.Uint64
@@ -111,6 +113,7 @@ func New(cfg Config) (*Server, error) {
 		conns:  make(map[*conn]struct{}),
 	}
 	start := time.Now()
+	s.started = start
 	st, err := store.Open(store.Options{
 		Dir:         cfg.DataDir,
 		SegmentSize: cfg.SegmentSize,
