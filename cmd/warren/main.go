@@ -9,6 +9,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"net/http"
 	_ "net/http/pprof" // served only with --pprof-listen
 	"os"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/warrenmq/warren/admin"
 	"github.com/warrenmq/warren/broker"
 )
 
@@ -30,7 +32,9 @@ func run(args []string) int {
 	fs := flag.NewFlagSet("warren", flag.ContinueOnError)
 	dataDir := fs.String("data-dir", "./warren-data", "directory of the message logs and the index")
 	amqpListen := fs.String("amqp-listen", "127.0.0.1:5672", "AMQP 0-9-1 listen address")
-	httpListen := fs.String("http-listen", "127.0.0.1:15672", "management HTTP listen address (not served yet)")
+	httpListen := fs.String("http-listen", "127.0.0.1:15672", "management HTTP API and /metrics listen address (empty: off)")
+	defaultUser := fs.String("default-user", "guest", "administrator created on a new data directory (guest may log in only from loopback)")
+	defaultPass := fs.String("default-pass", "guest", "password of --default-user")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	logFormat := fs.String("log-format", "", "log format: console or json (default: console on a terminal)")
 	pprofListen := fs.String("pprof-listen", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060); off by default")
@@ -56,15 +60,36 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, "warren:", err)
 		return 2
 	}
+	if *defaultUser == "" || *defaultPass == "" {
+		fmt.Fprintln(os.Stderr, "warren: --default-user and --default-pass must not be empty")
+		return 2
+	}
 	srv, err := broker.New(broker.Config{
-		DataDir:    *dataDir,
-		AMQPListen: *amqpListen,
-		HTTPListen: *httpListen,
-		Logger:     log,
+		DataDir:     *dataDir,
+		AMQPListen:  *amqpListen,
+		HTTPListen:  *httpListen,
+		Logger:      log,
+		DefaultUser: *defaultUser,
+		DefaultPass: *defaultPass,
 	})
 	if err != nil {
 		log.Error().Err(err).Msg("cannot start")
 		return 1
+	}
+	var api *admin.Server
+	if *httpListen != "" {
+		ln, err := net.Listen("tcp", *httpListen)
+		if err != nil {
+			log.Error().Err(err).Str("addr", *httpListen).Msg("cannot listen for the management HTTP API")
+			srv.Shutdown(context.Background())
+			return 1
+		}
+		api = admin.New(admin.Config{Broker: srv, Logger: log})
+		go func() {
+			if err := api.Serve(ln); err != nil {
+				log.Error().Err(err).Msg("management HTTP API stopped")
+			}
+		}()
 	}
 	if *pprofListen != "" {
 		go func() {
@@ -90,6 +115,9 @@ func run(args []string) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	if api != nil {
+		api.Shutdown(ctx)
+	}
 	if err := srv.Shutdown(ctx); err != nil {
 		log.Error().Err(err).Msg("shutdown")
 		return 1
