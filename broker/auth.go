@@ -81,7 +81,9 @@ func compilePerm(s string) (*regexpMatcher, error) {
 	case ".*":
 		return &regexpMatcher{all: true}, nil
 	}
-	re, err := regexp.Compile("^(?:" + s + ")$")
+	// RabbitMQ searches the name for the pattern (re:run), it does not
+	// anchor it: "^orders" allows "orders.new", "orders" allows "my-orders".
+	re, err := regexp.Compile(s)
 	if err != nil {
 		return nil, err
 	}
