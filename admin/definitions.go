@@ -184,29 +184,29 @@ func (s *Server) export(vhost string) (*Definitions, error) {
 	if err != nil {
 		return nil, err
 	}
-	durableQ := map[[2]string]bool{}
+	// As RabbitMQ's export: every queue but exclusive ones, every exchange
+	// but the predeclared ones, durable or not, and the bindings between
+	// them.
+	exportedQ := map[[2]string]bool{}
 	for _, q := range qs {
-		if !q.Durable || q.Exclusive {
+		if q.Exclusive {
 			continue
 		}
-		durableQ[[2]string{q.VHost, q.Name}] = true
-		d.Queues = append(d.Queues, DefQueue{Name: q.Name, VHost: vhf(q.VHost), Type: "classic", Durable: true,
+		exportedQ[[2]string{q.VHost, q.Name}] = true
+		d.Queues = append(d.Queues, DefQueue{Name: q.Name, VHost: vhf(q.VHost), Type: "classic", Durable: q.Durable,
 			AutoDelete: q.AutoDelete, Arguments: tableJSON(q.Arguments)})
 	}
 	xs, err := s.b.Exchanges(vhost)
 	if err != nil {
 		return nil, err
 	}
-	durableX := map[[2]string]bool{}
+	exportedX := map[[2]string]bool{}
 	for _, x := range xs {
-		if !x.Durable {
-			continue
-		}
-		durableX[[2]string{x.VHost, x.Name}] = true
+		exportedX[[2]string{x.VHost, x.Name}] = true
 		if x.Name == "" || strings.HasPrefix(x.Name, "amq.") {
 			continue
 		}
-		d.Exchanges = append(d.Exchanges, DefExchange{Name: x.Name, VHost: vhf(x.VHost), Type: x.Type, Durable: true,
+		d.Exchanges = append(d.Exchanges, DefExchange{Name: x.Name, VHost: vhf(x.VHost), Type: x.Type, Durable: x.Durable,
 			AutoDelete: x.AutoDelete, Internal: x.Internal, Arguments: tableJSON(x.Arguments)})
 	}
 	bs, err := s.b.Bindings(vhost)
@@ -214,11 +214,11 @@ func (s *Server) export(vhost string) (*Definitions, error) {
 		return nil, err
 	}
 	for _, b := range bs {
-		dst := durableQ
+		dst := exportedQ
 		if b.DestinationType == "exchange" {
-			dst = durableX
+			dst = exportedX
 		}
-		if b.Source == "" || !durableX[[2]string{b.VHost, b.Source}] || !dst[[2]string{b.VHost, b.Destination}] {
+		if b.Source == "" || !exportedX[[2]string{b.VHost, b.Source}] || !dst[[2]string{b.VHost, b.Destination}] {
 			continue
 		}
 		d.Bindings = append(d.Bindings, DefBinding{Source: b.Source, VHost: vhf(b.VHost), Destination: b.Destination,
