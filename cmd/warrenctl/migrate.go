@@ -211,8 +211,8 @@ func vhostURL(u *url.URL, vhost string) string {
 // exchange on a confirm channel, and ack the source only for what Warren
 // confirmed. A crash at any point leaves every message in the source
 // (unacked, so redelivered) or in Warren (confirmed), or both.
-func (m *migration) moveQueue(vhost, name string) (queueResult, error) {
-	res := queueResult{vhost: vhost, name: name}
+func (m *migration) moveQueue(vhost, name string) (res queueResult, err error) {
+	res = queueResult{vhost: vhost, name: name}
 	start := time.Now()
 	defer func() { res.took = time.Since(start) }()
 	src, err := amqp.DialConfig(vhostURL(m.from, vhost), amqp.Config{Properties: amqp.Table{"connection_name": "warrenctl migrate (source)"}})
