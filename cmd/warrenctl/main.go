@@ -162,7 +162,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if err := cmd.run(c, rest[1:]); err != nil {
 		var ce *cliError
 		if errors.As(err, &ce) {
-			fmt.Fprintln(stderr, "Error: "+ce.msg)
+			fmt.Fprintln(stderr, "Error: "+err.Error())
 			if ce.code == exitUsage {
 				fmt.Fprintf(stderr, "Usage: warrenctl [global flags] %s %s\n", cmd.name, cmd.args)
 			}
