@@ -22,6 +22,9 @@ start)
     echo "rabbitmq-server is not installed (apt-get install -y rabbitmq-server)" >&2
     exit 1
   fi
+  # A node of this name left over from an earlier run goes first.
+  rabbitmqctl -n "$node" stop >/dev/null 2>&1 || true
+  rm -rf "$dir"
   mkdir -p "$dir/mnesia" "$dir/log"
   echo "[rabbitmq_management]." >"$dir/enabled_plugins"
   chmod -R a+rwX "$dir"
