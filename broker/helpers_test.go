@@ -30,10 +30,19 @@ func testLogger(t *testing.T) zerolog.Logger {
 // startBroker starts a broker on dir (a fresh temp dir when empty).
 func startBroker(t *testing.T, dir string) *testBroker {
 	t.Helper()
-	if dir == "" {
-		dir = t.TempDir()
+	return startBrokerConfig(t, Config{DataDir: dir})
+}
+
+// startBrokerConfig starts a broker with cfg (a fresh temp dir when
+// cfg.DataDir is empty).
+func startBrokerConfig(t *testing.T, cfg Config) *testBroker {
+	t.Helper()
+	if cfg.DataDir == "" {
+		cfg.DataDir = t.TempDir()
 	}
-	srv, err := New(Config{DataDir: dir, Logger: testLogger(t)})
+	dir := cfg.DataDir
+	cfg.Logger = testLogger(t)
+	srv, err := New(cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

@@ -41,6 +41,11 @@ type Config struct {
 	SegmentSize int64
 	// DefaultUser and DefaultPass seed a fresh data directory (guest/guest).
 	DefaultUser, DefaultPass string
+	// MaxConnections bounds the open connections, handshakes included;
+	// connections beyond it are closed at once. 0 derives it from the
+	// process's file descriptor limit (leaving room for the store's files);
+	// negative means no limit.
+	MaxConnections int
 }
 
 func (c *Config) setDefaults() {
@@ -64,6 +69,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxMessageSize == 0 {
 		c.MaxMessageSize = 16 << 20
+	}
+	if c.MaxConnections == 0 {
+		c.MaxConnections = defaultMaxConnections()
 	}
 	if c.DefaultUser == "" {
 		c.DefaultUser, c.DefaultPass = "guest", "guest"
@@ -135,6 +143,17 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
+// defaultMaxConnections leaves a quarter of the descriptor limit (at most
+// 4096) to the store, the index and the listeners.
+func defaultMaxConnections() int {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Cur > 1<<30 {
+		return -1
+	}
+	n := int(rl.Cur)
+	return max(n-min(n/4, 4096), 1)
+}
+
 func lockDir(dir string) (*os.File, error) {
 	path := filepath.Join(dir, "LOCK")
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
@@ -160,44 +179,66 @@ func (s *Server) ListenAndServe() error {
 	return s.Serve(ln)
 }
 
-// Serve accepts AMQP connections on ln until Shutdown.
+// Serve accepts AMQP connections on ln until Shutdown. Accept errors (out
+// of file descriptors, a network hiccup) never stop it: it logs them and
+// retries after a growing pause, as net/http does. Beyond MaxConnections a
+// new connection is closed at once.
 func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
 	s.ln = ln
 	s.mu.Unlock()
 	s.log.Info().Str("addr", ln.Addr().String()).Msg("accepting AMQP connections")
 	var delay time.Duration
+	var refused refusalLog
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
-			if s.closing.Load() {
+			if s.closing.Load() || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				if delay == 0 {
-					delay = 5 * time.Millisecond
-				} else if delay < time.Second {
-					delay *= 2
-				}
-				s.log.Warn().Err(err).Msg("accept failed; retrying")
-				time.Sleep(delay)
-				continue
+			if delay == 0 {
+				delay = 5 * time.Millisecond
+			} else if delay < time.Second {
+				delay = min(2*delay, time.Second)
 			}
-			return fmt.Errorf("broker: accept: %w", err)
+			s.log.Error().Err(err).Dur("retry_in", delay).Msg("accept failed; retrying")
+			time.Sleep(delay)
+			continue
 		}
 		delay = 0
-		c := newConn(s, nc)
 		s.mu.Lock()
 		if s.closing.Load() {
 			s.mu.Unlock()
 			nc.Close()
 			continue
 		}
+		if max := s.cfg.MaxConnections; max > 0 && len(s.conns) >= max {
+			s.mu.Unlock()
+			nc.Close()
+			refused.note(s.log, nc.RemoteAddr(), max)
+			continue
+		}
+		c := newConn(s, nc)
 		s.conns[c] = struct{}{}
 		s.connWG.Add(1)
 		s.mu.Unlock()
 		go c.serve()
+	}
+}
+
+// refusalLog logs connections refused at the connection limit, at most one
+// line a second with the count since the last line.
+type refusalLog struct {
+	last  time.Time
+	count int
+}
+
+func (r *refusalLog) note(log zerolog.Logger, peer net.Addr, max int) {
+	r.count++
+	if now := time.Now(); now.Sub(r.last) >= time.Second {
+		log.Warn().Str("peer", peer.String()).Int("max_connections", max).Int("refused", r.count).
+			Msg("connection refused: connection limit reached")
+		r.last, r.count = now, 0
 	}
 }
 

@@ -33,6 +33,7 @@ func run(args []string) int {
 	httpListen := fs.String("http-listen", "127.0.0.1:15672", "management HTTP listen address (not served yet)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	logFormat := fs.String("log-format", "", "log format: console or json (default: console on a terminal)")
+	maxConns := fs.Int("max-connections", 0, "refuse AMQP connections beyond this many (0: derived from the file descriptor limit; -1: no limit)")
 	pprofListen := fs.String("pprof-listen", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060); off by default")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: warren [flags]\n\nWarren is a log-structured AMQP 0-9-1 broker, a drop-in for a single RabbitMQ node.\nEvery flag may also be set as WARREN_<FLAG> (e.g. WARREN_DATA_DIR).\n\nFlags:\n")
@@ -57,10 +58,11 @@ func run(args []string) int {
 		return 2
 	}
 	srv, err := broker.New(broker.Config{
-		DataDir:    *dataDir,
-		AMQPListen: *amqpListen,
-		HTTPListen: *httpListen,
-		Logger:     log,
+		DataDir:        *dataDir,
+		AMQPListen:     *amqpListen,
+		HTTPListen:     *httpListen,
+		Logger:         log,
+		MaxConnections: *maxConns,
 	})
 	if err != nil {
 		log.Error().Err(err).Msg("cannot start")
