@@ -98,13 +98,20 @@ func (c *consumer) credit() int {
 // publish appends a batch of records and delivers what consumers can take.
 // onDurable (nil when nobody waits) runs once the batch is durable.
 func (q *queue) publish(recs []segment.Record, onDurable func(error)) {
+	q.vh.republish(q.append(recs, onDurable))
+}
+
+// append is publish without routing the dead letters it causes (messages
+// dropped by max-length): it returns them instead, so that republish can
+// route chains of dead letters in a loop rather than by recursion.
+func (q *queue) append(recs []segment.Record, onDurable func(error)) []segment.Record {
 	q.mu.Lock()
 	if q.deleted {
 		q.mu.Unlock()
 		if onDurable != nil {
 			onDurable(nil)
 		}
-		return
+		return nil
 	}
 	if onDurable == nil {
 		onDurable = noopDurable
@@ -125,7 +132,9 @@ func (q *queue) publish(recs []segment.Record, onDurable func(error)) {
 	if q.mayExpire() && !q.expiryArmed {
 		q.expireHeadLocked()
 	}
-	q.unlock()
+	dead := q.takeDeadLocked()
+	q.mu.Unlock()
+	return dead
 }
 
 func noopDurable(error) {}

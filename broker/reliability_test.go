@@ -78,3 +78,88 @@ func TestMaxConnections(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestDeadLetterCycleEnds: two queues with x-max-length 1 dead-letter to
+// each other. Overflow chains must end (RabbitMQ's cycle rule drops the
+// message that would die again in a queue it already died in) instead of
+// recursing until the stack overflows.
+func TestDeadLetterCycleEnds(t *testing.T) {
+	b := startBroker(t, "")
+	_, ch := b.channel()
+	for _, q := range [][2]string{{"cyc-a", "cyc-b"}, {"cyc-b", "cyc-a"}} {
+		if _, err := ch.QueueDeclare(q[0], false, false, false, false, amqp.Table{
+			"x-max-length": int32(1), "x-dead-letter-exchange": "", "x-dead-letter-routing-key": q[1]}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, body := range []string{"m1", "m2", "m3"} {
+		publish(t, ch, "", "cyc-a", amqp.Publishing{Body: []byte(body)})
+	}
+	// A synchronous round trip: the publishes are processed.
+	if _, err := ch.QueueDeclarePassive("cyc-a", false, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	a, ok, err := ch.Get("cyc-a", true)
+	if err != nil || !ok || string(a.Body) != "m3" {
+		t.Fatalf("cyc-a: got %q ok=%v err=%v, want m3", a.Body, ok, err)
+	}
+	bm, ok, err := ch.Get("cyc-b", true)
+	if err != nil || !ok || string(bm.Body) != "m2" {
+		t.Fatalf("cyc-b: got %q ok=%v err=%v, want m2", bm.Body, ok, err)
+	}
+	deaths, _ := bm.Headers["x-death"].([]any)
+	if len(deaths) != 1 || deaths[0].(amqp.Table)["queue"] != "cyc-a" || deaths[0].(amqp.Table)["reason"] != "maxlen" {
+		t.Fatalf("m2 x-death: %v", bm.Headers["x-death"])
+	}
+	for _, q := range []string{"cyc-a", "cyc-b"} {
+		if _, ok, _ := ch.Get(q, true); ok {
+			t.Fatalf("%s holds more than one message", q)
+		}
+	}
+}
+
+// TestDeadLetterCycleWithRejectContinues: a rejection inside the cycle
+// means a client is in the loop, so RabbitMQ does not treat it as a cycle.
+func TestDeadLetterCycleWithRejectContinues(t *testing.T) {
+	b := startBroker(t, "")
+	_, ch := b.channel()
+	// rj-a dead-letters rejected messages to rj-b; rj-b expires them back
+	// to rj-a after 10 ms.
+	if _, err := ch.QueueDeclare("rj-a", false, false, false, false, amqp.Table{
+		"x-dead-letter-exchange": "", "x-dead-letter-routing-key": "rj-b"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDeclare("rj-b", false, false, false, false, amqp.Table{
+		"x-message-ttl": int32(10), "x-dead-letter-exchange": "", "x-dead-letter-routing-key": "rj-a"}); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, ch, "", "rj-a", amqp.Publishing{Body: []byte("x")})
+	for round := 1; round <= 3; round++ {
+		var m amqp.Delivery
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			var ok bool
+			var err error
+			m, ok, err = ch.Get("rj-a", false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: message did not come back to rj-a", round)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		if round > 1 {
+			deaths, _ := m.Headers["x-death"].([]any)
+			if len(deaths) != 2 {
+				t.Fatalf("round %d: x-death %v", round, deaths)
+			}
+		}
+		if err := m.Reject(false); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
