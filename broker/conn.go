@@ -596,7 +596,7 @@ func (c *conn) teardown() {
 	c.owned = nil
 	c.ownedMu.Unlock()
 	for _, q := range owned {
-		c.vh.deleteQueue(q, "exclusive owner closed")
+		c.vh.deleteQueueLogged(q, "exclusive owner closed")
 	}
 	close(c.wdone)
 	select {

@@ -274,7 +274,10 @@ func (ch *channel) queueDelete(m *amqpwire.QueueDelete) error {
 	if m.IfEmpty && msgs > 0 {
 		return amqpErr(amqpwire.PreconditionFailed, m, "queue '%s' in vhost '%s' is not empty", q.name, vh.name)
 	}
-	n := vh.deleteQueue(q, "deleted by client")
+	n, err := vh.deleteQueue(q, "deleted by client")
+	if err != nil {
+		return err
+	}
 	if !m.NoWait {
 		ch.c.sendMethod(ch.id, &amqpwire.QueueDeleteOk{MessageCount: uint32(n)})
 	}

@@ -367,7 +367,7 @@ func (q *queue) removeConsumer(c *consumer, mayAutoDelete bool) {
 	q.deliverLocked() // with single active consumer, the next one takes over
 	q.unlock()
 	if auto {
-		q.vh.deleteQueue(q, "auto-delete: last consumer gone")
+		q.vh.deleteQueueLogged(q, "auto-delete: last consumer gone")
 	}
 }
 

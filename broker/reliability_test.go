@@ -1,7 +1,9 @@
 package broker
 
 import (
+	"errors"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -160,6 +162,51 @@ func TestDeadLetterCycleWithRejectContinues(t *testing.T) {
 		}
 		if err := m.Reject(false); err != nil {
 			t.Fatal(err)
+		}
+	}
+}
+
+// TestDefinitionDeleteErrorsReachClient: when the index cannot be written,
+// deleting a queue, an exchange or a binding answers 541 INTERNAL_ERROR
+// and leaves the definition (and the queue's messages) in place, instead
+// of reporting success while the index still holds it.
+func TestDefinitionDeleteErrorsReachClient(t *testing.T) {
+	b := startBroker(t, "")
+	_, ch := b.channel()
+	if _, err := ch.QueueDeclare("keep", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.ExchangeDeclare("keepx", "direct", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.QueueBind("keep", "k", "keepx", false, nil); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, ch, "", "keep", amqp.Publishing{DeliveryMode: amqp.Persistent, Body: []byte("precious")})
+	idx := b.srv.Store().Index()
+	idx.FailDefinitionWritesForTesting(errors.New("injected I/O error"))
+
+	for name, op := range map[string]func(*amqp.Channel) error{
+		"queue.delete":    func(ch *amqp.Channel) error { _, err := ch.QueueDelete("keep", false, false, false); return err },
+		"exchange.delete": func(ch *amqp.Channel) error { return ch.ExchangeDelete("keepx", false, false) },
+		"queue.unbind":    func(ch *amqp.Channel) error { return ch.QueueUnbind("keep", "k", "keepx", nil) },
+	} {
+		_, ch := b.channel()
+		err := op(ch)
+		wantAMQPError(t, err, amqp.InternalError, "")
+		if !strings.Contains(err.Error(), "injected I/O error") {
+			t.Fatalf("%s: error does not say why: %v", name, err)
+		}
+	}
+	idx.FailDefinitionWritesForTesting(nil)
+	b = b.restart()
+	_, ch = b.channel()
+	// The binding still routes and the message is still there.
+	publish(t, ch, "keepx", "k", amqp.Publishing{DeliveryMode: amqp.Persistent, Body: []byte("routed")})
+	for _, want := range []string{"precious", "routed"} {
+		m, ok, err := ch.Get("keep", true)
+		if err != nil || !ok || string(m.Body) != want {
+			t.Fatalf("got %q ok=%v err=%v, want %q", m.Body, ok, err, want)
 		}
 	}
 }
