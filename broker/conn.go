@@ -67,6 +67,10 @@ type conn struct {
 	wdone     chan struct{}
 	writerEnd chan struct{}
 	wrote     atomic.Bool // writer wrote since the last heartbeat tick
+	// lastRead is when the reader last got bytes from the socket (unix
+	// ns), so the writer can tell a slow reader from a dead peer.
+	lastRead atomic.Int64
+	writeErr atomic.Pointer[error] // why the writer gave up
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -106,6 +110,8 @@ func (c *conn) serve() {
 	switch {
 	case err == nil || errors.Is(err, errCloseConn):
 		c.log.Info().Dur("duration", time.Since(start)).Msg("connection closed")
+	case c.writeErr.Load() != nil:
+		c.log.Warn().Err(*c.writeErr.Load()).Dur("duration", time.Since(start)).Msg("connection closed: the peer does not read")
 	case errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed):
 		c.log.Info().Dur("duration", time.Since(start)).Msg("connection closed by peer without close")
 	default:
@@ -286,10 +292,12 @@ func hostname() string {
 func (c *conn) readLoop() error {
 	var deadlineSet time.Time
 	for {
-		if c.heartbeat > 0 && c.br.Buffered() == 0 {
-			// Only arm the deadline when a read will reach the socket; re-arm
-			// at most once a second.
-			if now := time.Now(); now.Sub(deadlineSet) > time.Second {
+		if c.br.Buffered() == 0 {
+			// A read will reach the socket: note the time for the writer and
+			// (re-)arm the heartbeat deadline, at most once a second.
+			now := time.Now()
+			c.lastRead.Store(now.UnixNano())
+			if c.heartbeat > 0 && now.Sub(deadlineSet) > time.Second {
 				c.nc.SetReadDeadline(now.Add(2 * c.heartbeat))
 				deadlineSet = now
 			}
@@ -523,9 +531,8 @@ func (c *conn) writeLoop() {
 		}
 		c.wmu.Unlock()
 		if len(buf) > 0 {
-			c.nc.SetWriteDeadline(time.Now().Add(writeTimeout(c.heartbeat)))
-			if _, err := c.nc.Write(buf); err != nil {
-				c.log.Debug().Err(err).Msg("write failed")
+			if err := c.writeAll(buf); err != nil {
+				c.writeErr.Store(&err)
 				c.nc.Close()
 				c.wmu.Lock()
 				c.wclosed = true
@@ -549,11 +556,27 @@ func (c *conn) writeLoop() {
 	}
 }
 
-func writeTimeout(hb time.Duration) time.Duration {
-	if hb > 0 && 2*hb > 30*time.Second {
-		return 2 * hb
+// writeAll writes buf to the socket. A slow reader is not a dead one: each
+// write waits up to WriteTimeout, and a write that timed out is retried as
+// long as the peer took some of it or is still sending (its heartbeats
+// arrive). It fails when the peer neither reads nor sends for that long.
+func (c *conn) writeAll(buf []byte) error {
+	timeout := c.s.cfg.WriteTimeout
+	for {
+		c.nc.SetWriteDeadline(time.Now().Add(timeout))
+		n, err := c.nc.Write(buf)
+		buf = buf[n:]
+		if err == nil {
+			return nil
+		}
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			return fmt.Errorf("write failed: %w", err)
+		}
+		if n == 0 && time.Since(time.Unix(0, c.lastRead.Load())) > timeout {
+			return fmt.Errorf("write stalled: the peer read nothing and sent nothing for %v", timeout)
+		}
 	}
-	return 30 * time.Second
 }
 
 // resumeDelivery asks every queue this connection consumes from to deliver

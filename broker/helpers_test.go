@@ -158,3 +158,10 @@ func wantChannelClose(t *testing.T, closed <-chan *amqp.Error, code int, text st
 		t.Fatalf("channel not closed; want %d %s", code, text)
 	}
 }
+
+// connCount returns the number of connections the broker holds.
+func (b *testBroker) connCount() int {
+	b.srv.mu.Lock()
+	defer b.srv.mu.Unlock()
+	return len(b.srv.conns)
+}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/warrenmq/warren/amqpwire"
 )
 
 // TestAcceptSurvivesFileDescriptorExhaustion opens more plain TCP
@@ -208,5 +210,99 @@ func TestDefinitionDeleteErrorsReachClient(t *testing.T) {
 		if err != nil || !ok || string(m.Body) != want {
 			t.Fatalf("got %q ok=%v err=%v, want %q", m.Body, ok, err, want)
 		}
+	}
+}
+
+// TestSlowConsumerWithHeartbeatsIsKept: a consumer that stops reading for
+// longer than the write timeout, several times, while its heartbeats keep
+// arriving, is slow, not dead: it must get every message on the same
+// connection. The client is driven by hand so that it really stops reading
+// its socket (the official client buffers deliveries without bound).
+func TestSlowConsumerWithHeartbeatsIsKept(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow by design")
+	}
+	b := startBrokerConfig(t, Config{WriteTimeout: 800 * time.Millisecond})
+	_, pch := b.channel()
+	if _, err := pch.QueueDeclare("slow", false, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	const n, size = 1200, 16 << 10 // 19 MB, more than the socket buffers hold
+	body := make([]byte, size)
+	for i := 0; i < n; i++ {
+		publish(t, pch, "", "slow", amqp.Publishing{Body: body})
+	}
+	r := dialRaw(t, b)
+	r.nc.SetDeadline(time.Time{})
+	r.openHeartbeat(1)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() { // heartbeats every 300 ms, whatever the reader does
+		t := time.NewTicker(300 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				r.nc.Write(amqpwire.AppendHeartbeatFrame(nil))
+			}
+		}
+	}()
+	r.method(1, &amqpwire.ChannelOpen{})
+	expect[*amqpwire.ChannelOpenOk](r)
+	r.method(1, &amqpwire.BasicConsume{Queue: "slow", NoAck: true})
+	expect[*amqpwire.BasicConsumeOk](r)
+	got, pauses := 0, 0
+	for got < n {
+		r.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+		f, err := r.fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("connection lost after %d of %d deliveries: %v", got, n, err)
+		}
+		if f.Type != amqpwire.FrameMethod {
+			continue
+		}
+		m, err := amqpwire.DecodeMethod(f.Payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch m := m.(type) {
+		case *amqpwire.BasicDeliver:
+			got++
+			if got%300 == 0 && pauses < 3 {
+				// Read nothing for 2.5 write timeouts; heartbeats go on.
+				pauses++
+				time.Sleep(2 * time.Second)
+			}
+		case *amqpwire.ConnectionClose:
+			t.Fatalf("closed after %d of %d deliveries: %d %s", got, n, m.ReplyCode, m.ReplyText)
+		}
+	}
+}
+
+// TestDeadReaderIsDropped: a peer that neither reads nor sends (no
+// heartbeats negotiated) is dropped after the write timeout, and the
+// broker's connection count falls back.
+func TestDeadReaderIsDropped(t *testing.T) {
+	b := startBrokerConfig(t, Config{WriteTimeout: 300 * time.Millisecond})
+	_, pch := b.channel()
+	pch.QueueDeclare("dead", false, false, false, false, nil)
+	body := make([]byte, 16<<10)
+	for i := 0; i < 1200; i++ {
+		publish(t, pch, "", "dead", amqp.Publishing{Body: body})
+	}
+	r := dialRaw(t, b)
+	r.open()
+	r.method(1, &amqpwire.ChannelOpen{})
+	expect[*amqpwire.ChannelOpenOk](r)
+	r.method(1, &amqpwire.BasicConsume{Queue: "dead"})
+	before := b.connCount()
+	deadline := time.Now().Add(10 * time.Second)
+	for b.connCount() >= before {
+		if time.Now().After(deadline) {
+			t.Fatal("a peer that reads nothing and sends nothing was kept")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -35,6 +35,10 @@ type Config struct {
 	Heartbeat time.Duration
 	// HandshakeTimeout drops connections that do not finish the handshake.
 	HandshakeTimeout time.Duration
+	// WriteTimeout is how long the peer may neither read nor send before
+	// its connection is dropped (default 30 s). A slow reader whose
+	// heartbeats arrive is never dropped.
+	WriteTimeout time.Duration
 	// MaxMessageSize is the largest message body accepted (default 16 MiB).
 	MaxMessageSize uint64
 	// SegmentSize is the size at which queue logs roll (default from store).
@@ -66,6 +70,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.HandshakeTimeout == 0 {
 		c.HandshakeTimeout = 10 * time.Second
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = 30 * time.Second
 	}
 	if c.MaxMessageSize == 0 {
 		c.MaxMessageSize = 16 << 20
