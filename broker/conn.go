@@ -23,6 +23,10 @@ const Version = "0.1.0"
 // queues stop delivering to the connection (a slow consumer must not grow RAM).
 const congestLimit = 4 << 20
 
+// readPauseLimit is how many encoded bytes may wait for the socket before
+// the reader stops reading the client.
+const readPauseLimit = 2 * congestLimit
+
 // conn is one AMQP connection. Its reader goroutine (serve) parses frames and
 // runs the channel state machines; its writer goroutine alone writes the
 // socket, flushing everything queued in c.out in one write when it wakes.
@@ -63,6 +67,10 @@ type conn struct {
 	// stalled is set when out passes congestLimit or the writer is gone;
 	// queues read it without the lock before picking a consumer.
 	stalled   atomic.Bool
+	// backlogged is set when out passes readPauseLimit; the reader waits
+	// on drained until the writer takes the buffer.
+	backlogged atomic.Bool
+	drained    chan struct{}
 	wsig      chan struct{}
 	wdone     chan struct{}
 	writerEnd chan struct{}
@@ -71,6 +79,15 @@ type conn struct {
 	// ns), so the writer can tell a slow reader from a dead peer.
 	lastRead atomic.Int64
 	writeErr atomic.Pointer[error] // why the writer gave up
+
+	// unacked counts the connection's deliveries awaiting an ack, bounded
+	// by Config.MaxUnacked; unackedCapped is set when that bound withheld
+	// a delivery, so that the next ack resumes every consumed queue.
+	unacked       atomic.Int64
+	unackedCapped atomic.Bool
+	// txBytes is the size of the uncommitted transactions of every channel
+	// (reader-owned), bounded by Config.MaxTxBytes.
+	txBytes int
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -82,6 +99,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 		id:        id,
 		frameMax:  s.cfg.FrameMax,
 		wsig:      make(chan struct{}, 1),
+		drained:   make(chan struct{}, 1),
 		wdone:     make(chan struct{}),
 		writerEnd: make(chan struct{}),
 		owned:     make(map[*queue]struct{}),
@@ -292,6 +310,7 @@ func hostname() string {
 func (c *conn) readLoop() error {
 	var deadlineSet time.Time
 	for {
+		c.waitWriter()
 		if c.br.Buffered() == 0 {
 			// A read will reach the socket: note the time for the writer and
 			// (re-)arm the heartbeat deadline, at most once a second.
@@ -481,6 +500,24 @@ func (c *conn) sendMethod(ch uint16, m amqpwire.Method) {
 	}
 }
 
+// sendContent queues a method with content (basic.get-ok, basic.return)
+// for the writer. Deliveries encode in queue.sendLocked instead, reusing
+// one method struct per queue.
+func (c *conn) sendContent(ch uint16, m amqpwire.Method, props, body []byte) {
+	c.wmu.Lock()
+	wake := false
+	if !c.wclosed {
+		wake = len(c.out) == 0
+		c.out = amqpwire.AppendMethodFrame(c.out, ch, m)
+		c.out = amqpwire.AppendContentFrames(c.out, ch, amqpwire.ClassBasic, uint64(len(body)), props, body, c.frameMax)
+		c.noteCongestionLocked()
+	}
+	c.wmu.Unlock()
+	if wake {
+		c.signal()
+	}
+}
+
 // signal wakes the writer.
 func (c *conn) signal() {
 	select {
@@ -490,11 +527,32 @@ func (c *conn) signal() {
 }
 
 // noteCongestionLocked marks the connection stalled when the writer is too
-// far behind; queues stop delivering to it until the writer catches up.
-// Called with c.wmu held.
+// far behind: queues stop delivering to it, and past readPauseLimit the
+// reader stops reading the client (who is producing returns or replies it
+// does not read) until the writer catches up. Called with c.wmu held.
 func (c *conn) noteCongestionLocked() {
 	if len(c.out) > congestLimit {
 		c.stalled.Store(true)
+		if len(c.out) > readPauseLimit {
+			c.backlogged.Store(true)
+		}
+	}
+}
+
+// waitWriter blocks the reader while the writer is far behind, so a client
+// that does not read what it causes (mandatory returns, replies) cannot
+// grow the output buffer without bound.
+func (c *conn) waitWriter() {
+	if !c.backlogged.Load() {
+		return
+	}
+	c.flushDirty()
+	for c.backlogged.Load() {
+		select {
+		case <-c.drained:
+		case <-c.writerEnd:
+			return
+		}
 	}
 }
 
@@ -528,6 +586,12 @@ func (c *conn) writeLoop() {
 			c.wclosed = true
 		} else {
 			resume = c.stalled.Swap(false)
+		}
+		if c.backlogged.Swap(false) {
+			select {
+			case c.drained <- struct{}{}:
+			default:
+			}
 		}
 		c.wmu.Unlock()
 		if len(buf) > 0 {

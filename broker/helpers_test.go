@@ -165,3 +165,20 @@ func (b *testBroker) connCount() int {
 	defer b.srv.mu.Unlock()
 	return len(b.srv.conns)
 }
+
+// outBytes returns the encoded bytes waiting for the broker's writers.
+func (b *testBroker) outBytes() int {
+	b.srv.mu.Lock()
+	conns := make([]*conn, 0, len(b.srv.conns))
+	for c := range b.srv.conns {
+		conns = append(conns, c)
+	}
+	b.srv.mu.Unlock()
+	n := 0
+	for _, c := range conns {
+		c.wmu.Lock()
+		n += len(c.out)
+		c.wmu.Unlock()
+	}
+	return n
+}

@@ -410,14 +410,7 @@ func (ch *channel) basicGet(m *amqpwire.BasicGet) error {
 		ch.c.sendMethod(ch.id, &amqpwire.BasicGetEmpty{})
 		return nil
 	}
-	c := ch.c
-	c.wmu.Lock()
-	if !c.wclosed {
-		c.out = amqpwire.AppendMethodFrame(c.out, ch.id, ok)
-		c.out = amqpwire.AppendContentFrames(c.out, ch.id, amqpwire.ClassBasic, uint64(len(msg.Record.Body)), msg.Record.Props, msg.Record.Body, c.frameMax)
-	}
-	c.wmu.Unlock()
-	c.signal()
+	ch.c.sendContent(ch.id, ok, msg.Record.Props, msg.Record.Body)
 	return nil
 }
 
@@ -434,13 +427,7 @@ func (ch *channel) basicRecover(m amqpwire.Method, requeue bool) error {
 
 // sendReturn sends basic.return with the message content.
 func (c *conn) sendReturn(ch uint16, code uint16, text, exchange, key string, props, body []byte) {
-	c.wmu.Lock()
-	if !c.wclosed {
-		c.out = amqpwire.AppendMethodFrame(c.out, ch, &amqpwire.BasicReturn{ReplyCode: code, ReplyText: text, Exchange: exchange, RoutingKey: key})
-		c.out = amqpwire.AppendContentFrames(c.out, ch, amqpwire.ClassBasic, uint64(len(body)), props, body, c.frameMax)
-	}
-	c.wmu.Unlock()
-	c.signal()
+	c.sendContent(ch, &amqpwire.BasicReturn{ReplyCode: code, ReplyText: text, Exchange: exchange, RoutingKey: key}, props, body)
 }
 
 // randomID makes the random part of server-generated names, as RabbitMQ's

@@ -89,6 +89,15 @@ func (c *consumer) credit() int {
 			n = m
 		}
 	}
+	conn := c.ch.c
+	if m := conn.s.cfg.MaxUnacked - conn.unacked.Load(); m < int64(n) {
+		// The connection's bound on unacked deliveries, whatever the
+		// prefetch (a consumer with prefetch 0 that never acks).
+		n = int(m)
+		if n <= 0 {
+			conn.unackedCapped.Store(true)
+		}
+	}
 	if n < 0 {
 		n = 0
 	}
@@ -263,6 +272,7 @@ func (q *queue) sendLocked(c *consumer, m *store.Message) {
 		ch.pushUnackedLocked(delivery{tag: tag, q: q, seq: m.Seq, cons: c})
 		c.unacked.Add(1)
 		ch.unackedN.Add(1)
+		conn.unacked.Add(1)
 	}
 	d := &q.deliver
 	d.ConsumerTag = c.tag
@@ -321,6 +331,7 @@ func (q *queue) get(ch *channel, noAck bool) (*amqpwire.BasicGetOk, *store.Messa
 	if !noAck {
 		ch.pushUnackedLocked(delivery{tag: tag, q: q, seq: m.Seq})
 		ch.unackedN.Add(1)
+		ch.c.unacked.Add(1)
 	}
 	ch.umu.Unlock()
 	if noAck {

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"errors"
 	"net"
 	"strings"
@@ -304,5 +305,123 @@ func TestDeadReaderIsDropped(t *testing.T) {
 			t.Fatal("a peer that reads nothing and sends nothing was kept")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestUnreadReturnsStopTheReader: a client publishing mandatory messages
+// that route nowhere, and never reading the returns, must be stopped
+// (its socket is no longer read) instead of growing the broker's output
+// buffer without bound.
+func TestUnreadReturnsStopTheReader(t *testing.T) {
+	b := startBroker(t, "")
+	r := dialRaw(t, b)
+	r.open()
+	r.method(1, &amqpwire.ChannelOpen{})
+	expect[*amqpwire.ChannelOpenOk](r)
+	body := make([]byte, 64<<10)
+	var msg []byte
+	msg = amqpwire.AppendMethodFrame(msg, 1, &amqpwire.BasicPublish{RoutingKey: "nowhere", Mandatory: true})
+	msg = amqpwire.AppendContentFrames(msg, 1, amqpwire.ClassBasic, uint64(len(body)), []byte{0, 0}, body, 131072)
+	const total = 512 << 20
+	written := 0
+	r.nc.SetWriteDeadline(time.Now().Add(2 * time.Second))
+	for written < total {
+		n, err := r.nc.Write(msg)
+		written += n
+		if err != nil {
+			break // blocked: the broker stopped reading us
+		}
+	}
+	if written >= total {
+		t.Fatalf("the broker read %d MB of publishes whose returns were never read", written>>20)
+	}
+	// One publish batch's returns may land on top of the limit.
+	if n, max := b.outBytes(), readPauseLimit+maxBatchBytes+len(msg); n > max {
+		t.Fatalf("%d bytes of returns buffered, bound %d", n, max)
+	}
+	t.Logf("client blocked after %d MB; broker holds %d KB of returns", written>>20, b.outBytes()>>10)
+}
+
+// TestUnackedBoundPerConnection: a consumer with prefetch 0 that never
+// acks gets at most MaxUnacked deliveries; acks let more through, also to
+// the connection's other queues.
+func TestUnackedBoundPerConnection(t *testing.T) {
+	b := startBrokerConfig(t, Config{MaxUnacked: 100})
+	_, pch := b.channel()
+	for _, q := range []string{"ua1", "ua2"} {
+		pch.QueueDeclare(q, false, false, false, false, nil)
+		for i := 0; i < 150; i++ {
+			publish(t, pch, "", q, amqp.Publishing{Body: []byte("x")})
+		}
+	}
+	_, ch := b.channel()
+	d1, err := ch.Consume("ua1", "", false, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := recvN(t, d1, 100)
+	expectNone(t, d1, 200*time.Millisecond)
+	d2, err := ch.Consume("ua2", "", false, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expectNone(t, d2, 200*time.Millisecond)
+	// Acking 60 lets 60 more through, to either queue.
+	if err := ch.Ack(got[59].DeliveryTag, true); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	timeout := time.After(5 * time.Second)
+	for n < 60 {
+		select {
+		case <-d1:
+		case <-d2:
+		case <-timeout:
+			t.Fatalf("%d of 60 deliveries after the ack", n)
+		}
+		n++
+	}
+	select {
+	case <-d1:
+		t.Fatal("more than the bound delivered")
+	case <-d2:
+		t.Fatal("more than the bound delivered")
+	case <-time.After(200 * time.Millisecond):
+	}
+}
+
+// TestTransactionBound: uncommitted transactional publishes past
+// MaxTxBytes close the channel with 406; the connection and its budget
+// stay usable.
+func TestTransactionBound(t *testing.T) {
+	b := startBrokerConfig(t, Config{MaxTxBytes: 1 << 20})
+	conn, ch := b.channel()
+	ch.QueueDeclare("txq", false, false, false, false, nil)
+	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
+	if err := ch.Tx(); err != nil {
+		t.Fatal(err)
+	}
+	body := make([]byte, 100<<10)
+	for i := 0; i < 11; i++ {
+		if err := ch.PublishWithContext(context.Background(), "", "txq", false, false, amqp.Publishing{Body: body}); err != nil {
+			break
+		}
+	}
+	wantChannelClose(t, closed, amqp.PreconditionFailed, "")
+	// The rolled-back bytes are released: a new transaction of 900 KB commits.
+	ch2, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch2.Tx()
+	for i := 0; i < 9; i++ {
+		publish(t, ch2, "", "txq", amqp.Publishing{Body: body})
+	}
+	if err := ch2.TxCommit(); err != nil {
+		t.Fatal(err)
+	}
+	q, err := ch2.QueueDeclarePassive("txq", false, false, false, false, nil)
+	if err != nil || q.Messages != 9 {
+		t.Fatalf("after commit: %+v %v", q, err)
 	}
 }

@@ -39,6 +39,14 @@ type Config struct {
 	// its connection is dropped (default 30 s). A slow reader whose
 	// heartbeats arrive is never dropped.
 	WriteTimeout time.Duration
+	// MaxUnacked bounds the deliveries awaiting an ack on one connection,
+	// whatever the consumers' prefetch (default 100,000): past it the
+	// connection's consumers get nothing more until they ack.
+	MaxUnacked int64
+	// MaxTxBytes bounds the uncommitted transactional publishes held for
+	// one connection (default 64 MiB): the publish that would pass it
+	// closes its channel with 406 PRECONDITION_FAILED.
+	MaxTxBytes int
 	// MaxMessageSize is the largest message body accepted (default 16 MiB).
 	MaxMessageSize uint64
 	// SegmentSize is the size at which queue logs roll (default from store).
@@ -73,6 +81,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = 30 * time.Second
+	}
+	if c.MaxUnacked == 0 {
+		c.MaxUnacked = 100_000
+	}
+	if c.MaxTxBytes == 0 {
+		c.MaxTxBytes = 64 << 20
 	}
 	if c.MaxMessageSize == 0 {
 		c.MaxMessageSize = 16 << 20
