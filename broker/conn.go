@@ -66,15 +66,15 @@ type conn struct {
 	wclosed bool
 	// stalled is set when out passes congestLimit or the writer is gone;
 	// queues read it without the lock before picking a consumer.
-	stalled   atomic.Bool
+	stalled atomic.Bool
 	// backlogged is set when out passes readPauseLimit; the reader waits
 	// on drained until the writer takes the buffer.
 	backlogged atomic.Bool
 	drained    chan struct{}
-	wsig      chan struct{}
-	wdone     chan struct{}
-	writerEnd chan struct{}
-	wrote     atomic.Bool // writer wrote since the last heartbeat tick
+	wsig       chan struct{}
+	wdone      chan struct{}
+	writerEnd  chan struct{}
+	wrote      atomic.Bool // writer wrote since the last heartbeat tick
 	// lastRead is when the reader last got bytes from the socket (unix
 	// ns), so the writer can tell a slow reader from a dead peer.
 	lastRead atomic.Int64
