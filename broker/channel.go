@@ -385,6 +385,13 @@ func (ch *channel) finishPublish() error {
 	body := ch.arena[p.bodyStart:len(ch.arena):len(ch.arena)]
 	persistent := amqpwire.PeekDeliveryMode(props) == 2
 	if ch.txMode {
+		size := len(props) + len(body)
+		if max := ch.c.s.cfg.MaxTxBytes; ch.c.txBytes+size > max {
+			ch.arena = ch.arena[:p.propsStart]
+			return &amqpwire.Error{Code: amqpwire.PreconditionFailed, Text: "PRECONDITION_FAILED - uncommitted transactional publishes of this connection would exceed " +
+				itoa(uint64(max)) + " bytes; commit more often", ClassID: amqpwire.ClassBasic, MethodID: amqpwire.MethodBasicPublish}
+		}
+		ch.c.txBytes += size
 		ch.txArena = append(ch.txArena, props...)
 		po := len(ch.txArena) - len(props)
 		ch.txArena = append(ch.txArena, body...)
@@ -659,6 +666,7 @@ func (ch *channel) settle(m amqpwire.Method, tag uint64, multiple, nack, requeue
 		}
 		from, to = i, i+1
 	}
+	settled := 0
 	for i := from; i < to; i++ {
 		d := &ch.unacked[i]
 		if d.acked {
@@ -686,8 +694,10 @@ func (ch *channel) settle(m amqpwire.Method, tag uint64, multiple, nack, requeue
 			d.cons.unacked.Add(-1)
 			ab.cons = append(ab.cons, d.cons)
 		}
-		ch.unackedN.Add(-1)
+		settled++
 	}
+	ch.unackedN.Add(-int32(settled))
+	ch.c.unacked.Add(-int64(settled))
 	ch.compactLocked()
 	ch.umu.Unlock()
 	ch.c.markDirty(ch)
@@ -755,6 +765,12 @@ func (ch *channel) flushAcks() {
 	if len(ch.acks) > 64 {
 		clear(ch.acks)
 	}
+	if ch.c.unackedCapped.Swap(false) {
+		// Credit freed under the connection's limit may unblock any
+		// queue this connection consumes from.
+		ch.c.resumeDelivery()
+		return
+	}
 	ch.kickIfGlobalLimit()
 }
 
@@ -776,10 +792,8 @@ func (ch *channel) txCommit(m *amqpwire.TxCommit) error {
 	if !ch.txMode {
 		return amqpErr(amqpwire.PreconditionFailed, m, "channel is not transactional")
 	}
-	pubs, acks := ch.txPubs, ch.txAcks
-	ch.txPubs, ch.txAcks = nil, nil
-	arena := ch.txArena
-	ch.txArena = nil
+	pubs, acks, arena := ch.txPubs, ch.txAcks, ch.txArena
+	ch.dropTx()
 	// Publishes go through the batch path; commit-ok waits until every
 	// append has reported, persistent ones after their sync round.
 	ch.flush()
@@ -818,12 +832,20 @@ func (ch *channel) txRollback(m *amqpwire.TxRollback) error {
 	if !ch.txMode {
 		return amqpErr(amqpwire.PreconditionFailed, m, "channel is not transactional")
 	}
-	ch.txPubs, ch.txAcks, ch.txArena = nil, nil, nil
+	ch.dropTx()
 	ch.umu.Lock()
 	clear(ch.txAcked)
 	ch.umu.Unlock()
 	ch.c.sendMethod(ch.id, &amqpwire.TxRollbackOk{})
 	return nil
+}
+
+// dropTx forgets the open transaction's publishes and acks.
+func (ch *channel) dropTx() {
+	for _, p := range ch.txPubs {
+		ch.c.txBytes -= p.propsLen + p.bodyLen
+	}
+	ch.txPubs, ch.txAcks, ch.txArena = nil, nil, nil
 }
 
 // ---- teardown ----
@@ -832,6 +854,7 @@ func (ch *channel) txRollback(m *amqpwire.TxRollback) error {
 // deliveries, in order.
 func (ch *channel) teardown() {
 	ch.flush()
+	ch.dropTx()
 	ch.cmu.Lock()
 	ch.confClosed = true
 	ch.cmu.Unlock()
@@ -854,6 +877,7 @@ func (ch *channel) requeueAll() {
 	ch.umu.Lock()
 	byQ := make(map[*queue][]uint64)
 	var order []*queue
+	n := 0
 	for i := range ch.unacked {
 		d := &ch.unacked[i]
 		if d.acked {
@@ -866,11 +890,13 @@ func (ch *channel) requeueAll() {
 		if d.cons != nil {
 			d.cons.unacked.Add(-1)
 		}
+		n++
 	}
 	clear(ch.ubuf)
 	ch.unacked = ch.ubuf[:0]
 	ch.acked = 0
 	ch.unackedN.Store(0)
+	ch.c.unacked.Add(-int64(n))
 	ch.umu.Unlock()
 	for _, q := range order {
 		q.settle(nil, nil, byQ[q])

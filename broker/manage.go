@@ -309,7 +309,11 @@ func (s *Server) DeleteVHost(name string) error {
 	}
 	msgs := 0
 	for _, q := range vh.sortedQueues() {
-		msgs += vh.deleteQueue(q, "vhost deleted")
+		n, err := vh.deleteQueue(q, "vhost deleted")
+		if err != nil {
+			return err
+		}
+		msgs += n
 	}
 	if err := s.store.Index().DeleteVHost(name); err != nil && !errors.Is(err, index.ErrNotFound) {
 		return fmt.Errorf("broker: delete vhost: %w", err)
@@ -606,7 +610,7 @@ func (s *Server) DeleteQueue(a Actor, vhost, name string, ifUnused, ifEmpty bool
 	if ifEmpty && msgs > 0 {
 		return 0, amqpErr(amqpwire.PreconditionFailed, m, "queue '%s' in vhost '%s' is not empty", name, vhost)
 	}
-	return vh.deleteQueue(q, "deleted through the management API"), nil
+	return vh.deleteQueue(q, "deleted through the management API")
 }
 
 // PurgeQueue drops a queue's ready messages and returns how many.

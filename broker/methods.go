@@ -284,7 +284,10 @@ func (ch *channel) queueDelete(m *amqpwire.QueueDelete) error {
 	if m.IfEmpty && msgs > 0 {
 		return amqpErr(amqpwire.PreconditionFailed, m, "queue '%s' in vhost '%s' is not empty", q.name, vh.name)
 	}
-	n := vh.deleteQueue(q, "deleted by client")
+	n, err := vh.deleteQueue(q, "deleted by client")
+	if err != nil {
+		return err
+	}
 	if !m.NoWait {
 		ch.c.sendMethod(ch.id, &amqpwire.QueueDeleteOk{MessageCount: uint32(n)})
 	}
@@ -418,14 +421,7 @@ func (ch *channel) basicGet(m *amqpwire.BasicGet) error {
 		ch.c.sendMethod(ch.id, &amqpwire.BasicGetEmpty{})
 		return nil
 	}
-	c := ch.c
-	c.wmu.Lock()
-	if !c.wclosed {
-		c.out = amqpwire.AppendMethodFrame(c.out, ch.id, ok)
-		c.out = amqpwire.AppendContentFrames(c.out, ch.id, amqpwire.ClassBasic, uint64(len(msg.Record.Body)), msg.Record.Props, msg.Record.Body, c.frameMax)
-	}
-	c.wmu.Unlock()
-	c.signal()
+	ch.c.sendContent(ch.id, ok, msg.Record.Props, msg.Record.Body)
 	return nil
 }
 
@@ -442,13 +438,7 @@ func (ch *channel) basicRecover(m amqpwire.Method, requeue bool) error {
 
 // sendReturn sends basic.return with the message content.
 func (c *conn) sendReturn(ch uint16, code uint16, text, exchange, key string, props, body []byte) {
-	c.wmu.Lock()
-	if !c.wclosed {
-		c.out = amqpwire.AppendMethodFrame(c.out, ch, &amqpwire.BasicReturn{ReplyCode: code, ReplyText: text, Exchange: exchange, RoutingKey: key})
-		c.out = amqpwire.AppendContentFrames(c.out, ch, amqpwire.ClassBasic, uint64(len(body)), props, body, c.frameMax)
-	}
-	c.wmu.Unlock()
-	c.signal()
+	c.sendContent(ch, &amqpwire.BasicReturn{ReplyCode: code, ReplyText: text, Exchange: exchange, RoutingKey: key}, props, body)
 }
 
 // randomID makes the random part of server-generated names, as RabbitMQ's

@@ -91,6 +91,15 @@ func (c *consumer) credit() int {
 			n = m
 		}
 	}
+	conn := c.ch.c
+	if m := conn.s.cfg.MaxUnacked - conn.unacked.Load(); m < int64(n) {
+		// The connection's bound on unacked deliveries, whatever the
+		// prefetch (a consumer with prefetch 0 that never acks).
+		n = int(m)
+		if n <= 0 {
+			conn.unackedCapped.Store(true)
+		}
+	}
 	if n < 0 {
 		n = 0
 	}
@@ -100,13 +109,20 @@ func (c *consumer) credit() int {
 // publish appends a batch of records and delivers what consumers can take.
 // onDurable (nil when nobody waits) runs once the batch is durable.
 func (q *queue) publish(recs []segment.Record, onDurable func(error)) {
+	q.vh.republish(q.append(recs, onDurable))
+}
+
+// append is publish without routing the dead letters it causes (messages
+// dropped by max-length): it returns them instead, so that republish can
+// route chains of dead letters in a loop rather than by recursion.
+func (q *queue) append(recs []segment.Record, onDurable func(error)) []segment.Record {
 	q.mu.Lock()
 	if q.deleted {
 		q.mu.Unlock()
 		if onDurable != nil {
 			onDurable(nil)
 		}
-		return
+		return nil
 	}
 	if onDurable == nil {
 		onDurable = noopDurable
@@ -129,7 +145,9 @@ func (q *queue) publish(recs []segment.Record, onDurable func(error)) {
 	if q.mayExpire() && !q.expiryArmed {
 		q.expireHeadLocked()
 	}
-	q.unlock()
+	dead := q.takeDeadLocked()
+	q.mu.Unlock()
+	return dead
 }
 
 func noopDurable(error) {}
@@ -269,6 +287,7 @@ func (q *queue) sendLocked(c *consumer, m *store.Message) {
 		ch.pushUnackedLocked(delivery{tag: tag, q: q, seq: m.Seq, cons: c})
 		c.unacked.Add(1)
 		ch.unackedN.Add(1)
+		conn.unacked.Add(1)
 	}
 	d := &q.deliver
 	d.ConsumerTag = c.tag
@@ -340,6 +359,7 @@ func (q *queue) get(ch *channel, noAck bool) (*amqpwire.BasicGetOk, *store.Messa
 	if !noAck {
 		ch.pushUnackedLocked(delivery{tag: tag, q: q, seq: m.Seq})
 		ch.unackedN.Add(1)
+		ch.c.unacked.Add(1)
 	}
 	ch.umu.Unlock()
 	if noAck {
@@ -386,7 +406,7 @@ func (q *queue) removeConsumer(c *consumer, mayAutoDelete bool) {
 	q.deliverLocked() // with single active consumer, the next one takes over
 	q.unlock()
 	if auto {
-		q.vh.deleteQueue(q, "auto-delete: last consumer gone")
+		q.vh.deleteQueueLogged(q, "auto-delete: last consumer gone")
 	}
 }
 

@@ -35,12 +35,29 @@ type Config struct {
 	Heartbeat time.Duration
 	// HandshakeTimeout drops connections that do not finish the handshake.
 	HandshakeTimeout time.Duration
+	// WriteTimeout is how long the peer may neither read nor send before
+	// its connection is dropped (default 30 s). A slow reader whose
+	// heartbeats arrive is never dropped.
+	WriteTimeout time.Duration
+	// MaxUnacked bounds the deliveries awaiting an ack on one connection,
+	// whatever the consumers' prefetch (default 100,000): past it the
+	// connection's consumers get nothing more until they ack.
+	MaxUnacked int64
+	// MaxTxBytes bounds the uncommitted transactional publishes held for
+	// one connection (default 64 MiB): the publish that would pass it
+	// closes its channel with 406 PRECONDITION_FAILED.
+	MaxTxBytes int
 	// MaxMessageSize is the largest message body accepted (default 16 MiB).
 	MaxMessageSize uint64
 	// SegmentSize is the size at which queue logs roll (default from store).
 	SegmentSize int64
 	// DefaultUser and DefaultPass seed a fresh data directory (guest/guest).
 	DefaultUser, DefaultPass string
+	// MaxConnections bounds the open connections, handshakes included;
+	// connections beyond it are closed at once. 0 derives it from the
+	// process's file descriptor limit (leaving room for the store's files);
+	// negative means no limit.
+	MaxConnections int
 }
 
 func (c *Config) setDefaults() {
@@ -62,8 +79,20 @@ func (c *Config) setDefaults() {
 	if c.HandshakeTimeout == 0 {
 		c.HandshakeTimeout = 10 * time.Second
 	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = 30 * time.Second
+	}
+	if c.MaxUnacked == 0 {
+		c.MaxUnacked = 100_000
+	}
+	if c.MaxTxBytes == 0 {
+		c.MaxTxBytes = 64 << 20
+	}
 	if c.MaxMessageSize == 0 {
 		c.MaxMessageSize = 16 << 20
+	}
+	if c.MaxConnections == 0 {
+		c.MaxConnections = defaultMaxConnections()
 	}
 	if c.DefaultUser == "" {
 		c.DefaultUser, c.DefaultPass = "guest", "guest"
@@ -138,6 +167,17 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
+// defaultMaxConnections leaves a quarter of the descriptor limit (at most
+// 4096) to the store, the index and the listeners.
+func defaultMaxConnections() int {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Cur > 1<<30 {
+		return -1
+	}
+	n := int(rl.Cur)
+	return max(n-min(n/4, 4096), 1)
+}
+
 func lockDir(dir string) (*os.File, error) {
 	path := filepath.Join(dir, "LOCK")
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
@@ -163,44 +203,66 @@ func (s *Server) ListenAndServe() error {
 	return s.Serve(ln)
 }
 
-// Serve accepts AMQP connections on ln until Shutdown.
+// Serve accepts AMQP connections on ln until Shutdown. Accept errors (out
+// of file descriptors, a network hiccup) never stop it: it logs them and
+// retries after a growing pause, as net/http does. Beyond MaxConnections a
+// new connection is closed at once.
 func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
 	s.ln = ln
 	s.mu.Unlock()
 	s.log.Info().Str("addr", ln.Addr().String()).Msg("accepting AMQP connections")
 	var delay time.Duration
+	var refused refusalLog
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
-			if s.closing.Load() {
+			if s.closing.Load() || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				if delay == 0 {
-					delay = 5 * time.Millisecond
-				} else if delay < time.Second {
-					delay *= 2
-				}
-				s.log.Warn().Err(err).Msg("accept failed; retrying")
-				time.Sleep(delay)
-				continue
+			if delay == 0 {
+				delay = 5 * time.Millisecond
+			} else if delay < time.Second {
+				delay = min(2*delay, time.Second)
 			}
-			return fmt.Errorf("broker: accept: %w", err)
+			s.log.Error().Err(err).Dur("retry_in", delay).Msg("accept failed; retrying")
+			time.Sleep(delay)
+			continue
 		}
 		delay = 0
-		c := newConn(s, nc)
 		s.mu.Lock()
 		if s.closing.Load() {
 			s.mu.Unlock()
 			nc.Close()
 			continue
 		}
+		if max := s.cfg.MaxConnections; max > 0 && len(s.conns) >= max {
+			s.mu.Unlock()
+			nc.Close()
+			refused.note(s.log, nc.RemoteAddr(), max)
+			continue
+		}
+		c := newConn(s, nc)
 		s.conns[c] = struct{}{}
 		s.connWG.Add(1)
 		s.mu.Unlock()
 		go c.serve()
+	}
+}
+
+// refusalLog logs connections refused at the connection limit, at most one
+// line a second with the count since the last line.
+type refusalLog struct {
+	last  time.Time
+	count int
+}
+
+func (r *refusalLog) note(log zerolog.Logger, peer net.Addr, max int) {
+	r.count++
+	if now := time.Now(); now.Sub(r.last) >= time.Second {
+		log.Warn().Str("peer", peer.String()).Int("max_connections", max).Int("refused", r.count).
+			Msg("connection refused: connection limit reached")
+		r.last, r.count = now, 0
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -41,6 +42,26 @@ type Options struct {
 type DB struct {
 	db  *pebble.DB
 	log zerolog.Logger
+	// failDefs, when set, is returned by every definition write (tests).
+	failDefs atomic.Pointer[error]
+}
+
+// FailDefinitionWritesForTesting makes every later definition write fail
+// with err (nil restores normal writes), so tests can check how callers
+// handle an index that cannot be written.
+func (db *DB) FailDefinitionWritesForTesting(err error) {
+	if err == nil {
+		db.failDefs.Store(nil)
+		return
+	}
+	db.failDefs.Store(&err)
+}
+
+func (db *DB) defsWriteErr() error {
+	if p := db.failDefs.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // Open opens or creates the index in dir.
@@ -107,6 +128,9 @@ func (db *DB) get(key []byte) ([]byte, error) {
 }
 
 func (db *DB) set(key, value []byte) error {
+	if err := db.defsWriteErr(); err != nil {
+		return fmt.Errorf("index: set: %w", err)
+	}
 	if err := db.db.Set(key, value, pebble.Sync); err != nil {
 		return fmt.Errorf("index: set: %w", err)
 	}
@@ -117,6 +141,9 @@ func (db *DB) set(key, value []byte) error {
 func (db *DB) del(key []byte) error {
 	if _, err := db.get(key); err != nil {
 		return err
+	}
+	if err := db.defsWriteErr(); err != nil {
+		return fmt.Errorf("index: delete: %w", err)
 	}
 	if err := db.db.Delete(key, pebble.Sync); err != nil {
 		return fmt.Errorf("index: delete: %w", err)

@@ -37,6 +37,10 @@ func run(args []string) int {
 	defaultPass := fs.String("default-pass", "guest", "password of --default-user")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	logFormat := fs.String("log-format", "", "log format: console or json (default: console on a terminal)")
+	maxConns := fs.Int("max-connections", 0, "refuse AMQP connections beyond this many (0: derived from the file descriptor limit; -1: no limit)")
+	maxUnacked := fs.Int64("max-unacked", 100_000, "deliveries awaiting an ack per connection, whatever the prefetch; beyond it consumers wait for acks")
+	maxTxBytes := fs.Int("max-tx-bytes", 64<<20, "uncommitted transactional publishes held per connection, in bytes; beyond it the channel is closed with 406")
+	writeTimeout := fs.Duration("write-timeout", 30*time.Second, "drop a connection whose peer neither reads nor sends for this long")
 	pprofListen := fs.String("pprof-listen", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060); off by default")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: warren [flags]\n\nWarren is a log-structured AMQP 0-9-1 broker, a drop-in for a single RabbitMQ node.\nEvery flag may also be set as WARREN_<FLAG> (e.g. WARREN_DATA_DIR).\n\nFlags:\n")
@@ -65,12 +69,16 @@ func run(args []string) int {
 		return 2
 	}
 	srv, err := broker.New(broker.Config{
-		DataDir:     *dataDir,
-		AMQPListen:  *amqpListen,
-		HTTPListen:  *httpListen,
-		Logger:      log,
-		DefaultUser: *defaultUser,
-		DefaultPass: *defaultPass,
+		DataDir:        *dataDir,
+		AMQPListen:     *amqpListen,
+		HTTPListen:     *httpListen,
+		Logger:         log,
+		DefaultUser:    *defaultUser,
+		DefaultPass:    *defaultPass,
+		MaxConnections: *maxConns,
+		MaxUnacked:     *maxUnacked,
+		MaxTxBytes:     *maxTxBytes,
+		WriteTimeout:   *writeTimeout,
 	})
 	if err != nil {
 		log.Error().Err(err).Msg("cannot start")
