@@ -139,6 +139,31 @@ func TestImportRabbitMQExport(t *testing.T) {
 		t.Fatalf("policies: %v", policies)
 	}
 
+	// Everything survives a restart.
+	dir := t.TempDir()
+	e3 := startIn(t, dir)
+	e3.do("POST", "/api/definitions", string(exported), 204)
+	e3.stop()
+	e3 = startIn(t, dir)
+	// Only durable objects survive a restart, as in RabbitMQ.
+	w := canonical(t, exported)
+	for kind, rows := range w {
+		var keep []string
+		for _, r := range rows {
+			if !strings.Contains(r, "durable=false") {
+				keep = append(keep, r)
+			}
+		}
+		w[kind] = keep
+	}
+	if g := canonical(t, e3.do("GET", "/api/definitions", nil, 200)); !reflect.DeepEqual(w, g) {
+		t.Fatalf("definitions changed across a restart:\n%v\n%v", w, g)
+	}
+	if code, _ := e3.call("GET", "/api/whoami", "alice", "wonderland", nil); code != 200 {
+		t.Fatalf("alice after restart: %d", code)
+	}
+	e3.stop()
+
 	// Re-import the export into a fresh broker: the same definitions again.
 	e2 := start(t)
 	e2.do("POST", "/api/definitions", string(exported), 204)

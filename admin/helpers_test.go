@@ -35,9 +35,12 @@ func testLogger(t *testing.T) zerolog.Logger {
 	return zerolog.Nop()
 }
 
-func start(t *testing.T) *env {
+func start(t *testing.T) *env { return startIn(t, t.TempDir()) }
+
+// startIn starts a broker on an existing data directory.
+func startIn(t *testing.T, dir string) *env {
 	t.Helper()
-	srv, err := broker.New(broker.Config{DataDir: t.TempDir(), Logger: testLogger(t)})
+	srv, err := broker.New(broker.Config{DataDir: dir, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,15 +56,21 @@ func start(t *testing.T) *env {
 	api := New(Config{Broker: srv, Logger: testLogger(t), SampleInterval: 100 * time.Millisecond})
 	go api.Serve(hln)
 	e := &env{t: t, srv: srv, api: api, amqpURL: "amqp://" + ln.Addr().String() + "/", httpURL: "http://" + hln.Addr().String()}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		api.Shutdown(ctx)
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("broker shutdown: %v", err)
-		}
-	})
+	t.Cleanup(e.stop)
 	return e
+}
+
+func (e *env) stop() {
+	if e.srv == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	e.api.Shutdown(ctx)
+	if err := e.srv.Shutdown(ctx); err != nil {
+		e.t.Errorf("broker shutdown: %v", err)
+	}
+	e.srv = nil
 }
 
 // call makes an HTTP request as user:pass (no auth when user is "") and

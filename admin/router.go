@@ -47,6 +47,7 @@ type request struct {
 	params map[string]string
 	user   index.User
 	tags   map[string]bool
+	seen   map[string]bool // canSeeVHost answers, per vhost
 }
 
 func (s *Server) handle(method, pattern string, acc access, h func(*request) error) {
@@ -201,7 +202,18 @@ func (req *request) actor() broker.Actor {
 
 // canSeeVHost reports whether the user may see the vhost's objects.
 func (req *request) canSeeVHost(vhost string) bool {
-	return req.seesAll() || req.s.b.Allowed(req.user.Name, vhost, "", "", "")
+	if req.seesAll() {
+		return true
+	}
+	ok, known := req.seen[vhost]
+	if !known {
+		if req.seen == nil {
+			req.seen = map[string]bool{}
+		}
+		ok = req.s.b.Allowed(req.user.Name, vhost, "", "", "")
+		req.seen[vhost] = ok
+	}
+	return ok
 }
 
 // needVHost checks that the vhost exists and the user has access to it.
