@@ -2,6 +2,8 @@ package broker
 
 import (
 	"context"
+	"errors"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -202,10 +204,28 @@ func TestDefaultUser(t *testing.T) {
 	if len(users) != 1 || users[0].Name != "admin" || len(users[0].Tags) != 1 || users[0].Tags[0] != "administrator" {
 		t.Fatalf("users: %+v", users)
 	}
-	if _, err := srv.Authenticate("admin", "s3cret", nil); err != nil {
+	loopback := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5000}
+	if _, err := srv.Authenticate("admin", "s3cret", loopback); err != nil {
 		t.Fatalf("admin login: %v", err)
 	}
-	if _, err := srv.Authenticate("guest", "guest", nil); err == nil {
-		t.Fatal("guest exists")
+	if _, err := srv.Authenticate("admin", "wrong", loopback); !errors.Is(err, ErrBadCredentials) {
+		t.Fatalf("wrong password: %v", err)
+	}
+	if _, err := srv.Authenticate("guest", "guest", loopback); !errors.Is(err, ErrBadCredentials) {
+		t.Fatalf("guest exists: %v", err)
+	}
+}
+
+// TestAuthenticateGuestOnlyFromLoopback: guest's password is right, but not from
+// another host; other users may log in from anywhere.
+func TestAuthenticateGuestOnlyFromLoopback(t *testing.T) {
+	b := startBroker(t, "")
+	remote := &net.TCPAddr{IP: net.IPv4(10, 1, 2, 3), Port: 5000}
+	if _, err := b.srv.Authenticate("guest", "guest", remote); !errors.Is(err, ErrLoopbackOnly) {
+		t.Fatalf("guest from 10.1.2.3: %v", err)
+	}
+	addUser(t, b.srv, "bob", "pw", ".*", ".*", ".*")
+	if _, err := b.srv.Authenticate("bob", "pw", remote); err != nil {
+		t.Fatalf("bob from 10.1.2.3: %v", err)
 	}
 }
