@@ -123,6 +123,7 @@ func New(cfg Config) *Server {
 		cfg.UI = http.HandlerFunc(placeholderUI)
 	}
 	s := &Server{cfg: cfg, b: cfg.Broker, log: cfg.Logger, stop: make(chan struct{}), done: make(chan struct{})}
+	s.hs = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
 	s.rates = newSampler(cfg.Broker)
 	s.prom = newMetricsHandler(cfg.Broker)
 	s.addRoutes()
@@ -153,7 +154,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // Serve serves the API on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
-	s.hs = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, ErrorLog: nil}
 	s.log.Info().Str("addr", ln.Addr().String()).Msg("serving the management HTTP API")
 	err := s.hs.Serve(ln)
 	if errors.Is(err, http.ErrServerClosed) {
@@ -165,10 +165,7 @@ func (s *Server) Serve(ln net.Listener) error {
 // Shutdown stops the listener (waiting for requests in flight, up to ctx)
 // and the sampler.
 func (s *Server) Shutdown(ctx context.Context) error {
-	var err error
-	if s.hs != nil {
-		err = s.hs.Shutdown(ctx)
-	}
+	err := s.hs.Shutdown(ctx)
 	s.Close()
 	return err
 }
