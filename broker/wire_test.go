@@ -109,3 +109,104 @@ func TestSlowConsumerStallsDelivery(t *testing.T) {
 		t.Fatalf("only %d of %d messages left in the queue: the rest went to a consumer that reads nothing", q.Messages, n)
 	}
 }
+
+// openBlockedCapable performs the handshake announcing connection.blocked support.
+func (r *rawConn) openBlockedCapable() {
+	r.t.Helper()
+	r.send([]byte(amqpwire.ProtocolHeader))
+	expect[*amqpwire.ConnectionStart](r)
+	r.method(0, &amqpwire.ConnectionStartOk{ClientProperties: amqpwire.Table{"capabilities": amqpwire.Table{"connection.blocked": true}},
+		Mechanism: "PLAIN", Response: "\x00guest\x00guest", Locale: "en_US"})
+	expect[*amqpwire.ConnectionTune](r)
+	r.method(0, &amqpwire.ConnectionTuneOk{ChannelMax: 2047, FrameMax: 131072})
+	r.method(0, &amqpwire.ConnectionOpen{VirtualHost: "/"})
+	expect[*amqpwire.ConnectionOpenOk](r)
+}
+
+func publishFrames(ch uint16, key string, body []byte) []byte {
+	msg := amqpwire.AppendMethodFrame(nil, ch, &amqpwire.BasicPublish{RoutingKey: key})
+	return amqpwire.AppendContentFrames(msg, ch, amqpwire.ClassBasic, uint64(len(body)), []byte{0, 0}, body, 131072)
+}
+
+// TestResourceAlarmsBlockPublishers raises the memory alarm, then the disk
+// alarm: a publishing connection gets connection.blocked, its publishes
+// are not read, while a consuming connection keeps receiving and acking;
+// when the alarm clears it gets connection.unblocked and its publishes go
+// through.
+func TestResourceAlarmsBlockPublishers(t *testing.T) {
+	b := startBrokerConfig(t, Config{AlarmInterval: 20 * time.Millisecond})
+	_, cch := b.channel()
+	cch.QueueDeclare("alarm-in", false, false, false, false, nil)
+	cch.QueueDeclare("alarm-backlog", false, false, false, false, nil)
+	for i := 0; i < 10; i++ {
+		publish(t, cch, "", "alarm-backlog", amqp.Publishing{Body: []byte("b")})
+	}
+	for _, tc := range []struct {
+		name, reason string
+		raise, clear func() error
+	}{
+		{"memory", "low on memory",
+			func() error { return b.srv.SetMemoryHighWatermark("absolute 1") },
+			func() error { return b.srv.SetMemoryHighWatermark("0.4") }},
+		{"disk", "low on disk",
+			func() error { return b.srv.SetDiskFreeLimit("1000000TB") },
+			func() error { return b.srv.SetDiskFreeLimit("50MB") }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := dialRaw(t, b)
+			r.openBlockedCapable()
+			r.method(1, &amqpwire.ChannelOpen{})
+			expect[*amqpwire.ChannelOpenOk](r)
+			if err := tc.raise(); err != nil {
+				t.Fatal(err)
+			}
+			if b.srv.Alarms().Active == 0 {
+				t.Fatal("alarm not raised")
+			}
+			r.send(publishFrames(1, "alarm-in", []byte("p1")))
+			bl := expect[*amqpwire.ConnectionBlocked](r)
+			if bl.Reason != tc.reason {
+				t.Fatalf("reason %q", bl.Reason)
+			}
+			r.send(publishFrames(1, "alarm-in", []byte("p2")))
+			// A consumer on another connection is not blocked.
+			ds, err := cch.Consume("alarm-backlog", "c-"+tc.name, false, false, false, false, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, d := range recvN(t, ds, 10) {
+				if err := d.Ack(false); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := cch.QueueDeclare("alarm-tmp-"+tc.name, false, true, false, false, nil); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(100 * time.Millisecond)
+			q, err := cch.QueueDeclarePassive("alarm-in", false, false, false, false, nil)
+			if err != nil || q.Messages != 0 {
+				t.Fatalf("publishes of a blocked connection were taken: %+v %v", q, err)
+			}
+			if err := tc.clear(); err != nil {
+				t.Fatal(err)
+			}
+			expect[*amqpwire.ConnectionUnblocked](r)
+			deadline := time.Now().Add(5 * time.Second)
+			for {
+				q, _ := cch.QueueDeclarePassive("alarm-in", false, false, false, false, nil)
+				if q.Messages == 2 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("after unblocking: %d messages, want 2", q.Messages)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			cch.QueuePurge("alarm-in", false)
+			cch.Cancel("c-"+tc.name, false)
+			for i := 0; i < 10; i++ {
+				publish(t, cch, "", "alarm-backlog", amqp.Publishing{Body: []byte("b")})
+			}
+		})
+	}
+}
