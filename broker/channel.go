@@ -328,6 +328,9 @@ func (ch *channel) startPublish(m *amqpwire.BasicPublish) error {
 	p := &ch.pub
 	p.active, p.header = true, false
 	p.exchange, p.key, p.mandatory = m.Exchange, m.RoutingKey, m.Mandatory
+	if ch.c.s.alarmed.Load() {
+		ch.c.mustBlock = true // a resource alarm: stop reading this publisher
+	}
 	return nil
 }
 

@@ -52,6 +52,10 @@ type conn struct {
 
 	capCancelNotify bool
 	capAuthClose    bool
+	capBlocked      bool // wants connection.blocked and .unblocked
+	// mustBlock is set by a publish during a resource alarm: the reader
+	// stops reading once it has handled the frame.
+	mustBlock bool
 
 	// What the management API shows. name and connectedAt are set at
 	// accept; the others by the handshake, before opened is set.
@@ -216,6 +220,7 @@ func (c *conn) handshake() error {
 	if caps, ok := so.ClientProperties["capabilities"].(amqpwire.Table); ok {
 		c.capCancelNotify, _ = caps["consumer_cancel_notify"].(bool)
 		c.capAuthClose, _ = caps["authentication_failure_close"].(bool)
+		c.capBlocked, _ = caps["connection.blocked"].(bool)
 	}
 	if so.Mechanism != "PLAIN" && so.Mechanism != "AMQPLAIN" {
 		return c.handshakeFail(amqpErr(amqpwire.CommandInvalid, so, "unknown authentication mechanism '%s'", so.Mechanism))
@@ -369,6 +374,11 @@ func (c *conn) readLoop() error {
 			}
 			c.connectionError(ae)
 			return c.drainUntilCloseOk()
+		}
+		if c.mustBlock {
+			c.mustBlock = false
+			c.blockWhileAlarmed()
+			deadlineSet = time.Time{} // re-arm the heartbeat deadline
 		}
 		if c.br.Buffered() == 0 {
 			c.flushDirty()

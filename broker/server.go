@@ -47,6 +47,12 @@ type Config struct {
 	// one connection (default 64 MiB): the publish that would pass it
 	// closes its channel with 406 PRECONDITION_FAILED.
 	MaxTxBytes int
+	// MemoryHighWatermark and DiskFreeLimit raise the resource alarms that
+	// block publishers (see SetMemoryHighWatermark and SetDiskFreeLimit for
+	// the syntax; defaults "0.4" and "50MB").
+	MemoryHighWatermark, DiskFreeLimit string
+	// AlarmInterval is how often memory and disk are sampled (default 1 s).
+	AlarmInterval time.Duration
 	// MaxMessageSize is the largest message body accepted (default 16 MiB).
 	MaxMessageSize uint64
 	// SegmentSize is the size at which queue logs roll (default from store).
@@ -88,6 +94,15 @@ func (c *Config) setDefaults() {
 	if c.MaxTxBytes == 0 {
 		c.MaxTxBytes = 64 << 20
 	}
+	if c.MemoryHighWatermark == "" {
+		c.MemoryHighWatermark = DefaultMemoryHighWatermark
+	}
+	if c.DiskFreeLimit == "" {
+		c.DiskFreeLimit = DefaultDiskFreeLimit
+	}
+	if c.AlarmInterval == 0 {
+		c.AlarmInterval = time.Second
+	}
 	if c.MaxMessageSize == 0 {
 		c.MaxMessageSize = 16 << 20
 	}
@@ -110,6 +125,10 @@ type Server struct {
 	vhosts map[string]*vhost
 	users  map[string]*user
 	conns  map[*conn]struct{}
+
+	alarm      alarms
+	alarmed    atomic.Bool // some resource alarm is active: block publishers
+	stopAlarms chan struct{}
 
 	ln      net.Listener
 	started time.Time
@@ -141,6 +160,15 @@ func New(cfg Config) (*Server, error) {
 		users:  make(map[string]*user),
 		conns:  make(map[*conn]struct{}),
 	}
+	s.alarm.cleared = make(chan struct{})
+	if err := s.SetMemoryHighWatermark(cfg.MemoryHighWatermark); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	if err := s.SetDiskFreeLimit(cfg.DiskFreeLimit); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("broker: %w", err)
+	}
 	start := time.Now()
 	s.started = start
 	st, err := store.Open(store.Options{
@@ -164,6 +192,8 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.log.Info().Str("data_dir", cfg.DataDir).Int("vhosts", len(s.vhosts)).
 		Dur("recovery", time.Since(start)).Msg("storage recovered")
+	s.stopAlarms = make(chan struct{})
+	go s.alarmLoop()
 	return s, nil
 }
 
@@ -290,6 +320,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if !s.closing.CompareAndSwap(false, true) {
 		return nil
 	}
+	close(s.stopAlarms)
 	s.mu.Lock()
 	if s.ln != nil {
 		s.ln.Close()

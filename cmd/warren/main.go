@@ -41,6 +41,8 @@ func run(args []string) int {
 	maxUnacked := fs.Int64("max-unacked", 100_000, "deliveries awaiting an ack per connection, whatever the prefetch; beyond it consumers wait for acks")
 	maxTxBytes := fs.Int("max-tx-bytes", 64<<20, "uncommitted transactional publishes held per connection, in bytes; beyond it the channel is closed with 406")
 	writeTimeout := fs.Duration("write-timeout", 30*time.Second, "drop a connection whose peer neither reads nor sends for this long")
+	memWatermark := fs.String("memory-high-watermark", broker.DefaultMemoryHighWatermark, "block publishers when the broker's memory passes this: a fraction of RAM (0.4) or 'absolute SIZE' (e.g. 'absolute 2GB')")
+	diskFreeLimit := fs.String("disk-free-limit", broker.DefaultDiskFreeLimit, "block publishers when the data directory's free space falls below this: a size (50MB) or 'mem_relative FACTOR'")
 	pprofListen := fs.String("pprof-listen", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060); off by default")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: warren [flags]\n\nWarren is a log-structured AMQP 0-9-1 broker, a drop-in for a single RabbitMQ node.\nEvery flag may also be set as WARREN_<FLAG> (e.g. WARREN_DATA_DIR).\n\nFlags:\n")
@@ -79,6 +81,9 @@ func run(args []string) int {
 		MaxUnacked:     *maxUnacked,
 		MaxTxBytes:     *maxTxBytes,
 		WriteTimeout:   *writeTimeout,
+
+		MemoryHighWatermark: *memWatermark,
+		DiskFreeLimit:       *diskFreeLimit,
 	})
 	if err != nil {
 		log.Error().Err(err).Msg("cannot start")
