@@ -34,8 +34,10 @@ func (s *Server) addRoutes() {
 	s.handle(g, "/api/nodes/{node}", accessMonitor, s.node)
 	s.handle(g, "/api/healthchecks/node", accessManagement, s.healthOK)
 	s.handle(g, "/api/healthchecks/node/{node}", accessManagement, s.healthOK)
-	s.handle(g, "/api/health/checks/alarms", accessManagement, s.healthOK)
-	s.handle(g, "/api/health/checks/local-alarms", accessManagement, s.healthOK)
+	s.handle(g, "/api/health/checks/alarms", accessManagement, s.healthAlarms)
+	s.handle(g, "/api/health/checks/local-alarms", accessManagement, s.healthAlarms)
+	s.handle(put, "/api/warren/memory-high-watermark", accessAdmin, s.setLimit(func(v string) error { return s.b.SetMemoryHighWatermark(v) }))
+	s.handle(put, "/api/warren/disk-free-limit", accessAdmin, s.setLimit(func(v string) error { return s.b.SetDiskFreeLimit(v) }))
 	s.handle(g, "/api/health/checks/virtual-hosts", accessManagement, s.healthOK)
 	s.handle(g, "/api/health/checks/ready-to-serve-clients", accessManagement, s.healthOK)
 
@@ -199,8 +201,11 @@ func (s *Server) clusterName(r *request) error {
 func (s *Server) nodeJSON() map[string]any {
 	n := s.b.Node()
 	st := s.b.StorageStats()
+	al := s.b.Alarms()
 	return map[string]any{"name": n.Node, "type": "disc", "running": true, "being_drained": false,
-		"uptime": time.Since(n.Started).Milliseconds(), "mem_alarm": false, "disk_free_alarm": false,
+		"uptime":   time.Since(n.Started).Milliseconds(),
+		"mem_used": al.MemoryUsed, "mem_limit": al.MemoryLimit, "mem_alarm": al.Active&broker.AlarmMemory != 0,
+		"disk_free": al.DiskFree, "disk_free_limit": al.DiskLimit, "disk_free_alarm": al.Active&broker.AlarmDisk != 0,
 		"partitions": []any{}, "applications": []any{}, "product_name": n.Product, "product_version": n.Version,
 		"warren_storage": map[string]any{"queues": st.Queues, "segments": st.Segments, "disk_bytes": st.DiskBytes}}
 }
@@ -215,6 +220,43 @@ func (s *Server) node(r *request) error {
 }
 
 func (s *Server) healthOK(r *request) error { return r.json(map[string]any{"status": "ok"}) }
+
+// healthAlarms answers 503 with the alarms in effect, as RabbitMQ does.
+func (s *Server) healthAlarms(r *request) error {
+	al := s.b.Alarms()
+	if al.Active == 0 {
+		return s.healthOK(r)
+	}
+	node := s.b.Node().Node
+	var list []any
+	if al.Active&broker.AlarmMemory != 0 {
+		list = append(list, map[string]any{"node": node, "resource": "memory"})
+	}
+	if al.Active&broker.AlarmDisk != 0 {
+		list = append(list, map[string]any{"node": node, "resource": "disk"})
+	}
+	r.w.Header().Set("Content-Type", "application/json")
+	r.w.WriteHeader(http.StatusServiceUnavailable)
+	return json.NewEncoder(r.w).Encode(map[string]any{"status": "failed", "reason": "There are alarms in effect in the cluster", "alarms": list})
+}
+
+// setLimit serves Warren's endpoints for rabbitmqctl's
+// set_vm_memory_high_watermark and set_disk_free_limit (RabbitMQ's API has
+// none): a body {"value": "0.4"} in rabbitmqctl's syntax.
+func (s *Server) setLimit(set func(string) error) func(*request) error {
+	return func(r *request) error {
+		var body struct {
+			Value string `json:"value"`
+		}
+		if err := r.decode(&body); err != nil {
+			return err
+		}
+		if err := set(body.Value); err != nil {
+			return badRequest("%v", err)
+		}
+		return r.noContent()
+	}
+}
 
 // ---- vhosts ----
 

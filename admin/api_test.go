@@ -443,3 +443,28 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 }
+
+func TestAlarms(t *testing.T) {
+	e := start(t)
+	e.do("GET", "/api/health/checks/alarms", nil, 200)
+	e.do("PUT", "/api/warren/memory-high-watermark", map[string]any{"value": "absolute 1000"}, 204)
+	code, body := e.call("GET", "/api/health/checks/alarms", "guest", "guest", nil)
+	if code != 503 || !strings.Contains(string(body), `"resource":"memory"`) {
+		t.Fatalf("alarms with a 1000-byte watermark: %d %s", code, body)
+	}
+	var nodes []map[string]any
+	e.get("/api/nodes", &nodes)
+	if nodes[0]["mem_alarm"] != true || nodes[0]["mem_limit"] != 1000.0 {
+		t.Fatalf("node: %v", nodes[0])
+	}
+	_, metrics := e.call("GET", "/metrics", "", "", nil)
+	if !strings.Contains(string(metrics), "rabbitmq_alarms_memory_used_watermark 1") {
+		t.Fatal("/metrics does not show the memory alarm")
+	}
+	e.do("PUT", "/api/warren/memory-high-watermark", map[string]any{"value": "nonsense"}, 400)
+	if code, _ := e.call("PUT", "/api/warren/memory-high-watermark", "mgmt", "pw", map[string]any{"value": "0.4"}); code != 401 {
+		t.Fatalf("unknown user sets the watermark: %d", code)
+	}
+	e.do("PUT", "/api/warren/memory-high-watermark", map[string]any{"value": "0.4"}, 204)
+	e.do("GET", "/api/health/checks/alarms", nil, 200)
+}

@@ -38,6 +38,13 @@ var (
 
 	mGlobal = map[string]*prometheus.Desc{}
 
+	mAlarmMem  = desc("rabbitmq_alarms_memory_used_watermark", "is the memory alarm in effect (1) or not (0)")
+	mAlarmDisk = desc("rabbitmq_alarms_free_disk_space_watermark", "is the disk free space alarm in effect (1) or not (0)")
+	mMemLimit  = desc("rabbitmq_resident_memory_limit_bytes", "Memory high watermark in bytes")
+	mMemUsed   = desc("warren_resident_memory_bytes", "Resident memory of the broker process, as the memory alarm samples it")
+	mDiskFree  = desc("rabbitmq_disk_space_available_bytes", "Disk space available in bytes")
+	mDiskLimit = desc("rabbitmq_disk_space_available_limit_bytes", "Free disk space low watermark in bytes")
+
 	mSegments    = desc("warren_storage_segments", "Segment files of all queue logs")
 	mDiskBytes   = desc("warren_storage_disk_bytes", "Bytes of message data on disk (valid chunks of every segment)")
 	mRawBytes    = desc("warren_storage_written_raw_bytes_total", "Chunk payload bytes written since start, before compression")
@@ -80,7 +87,7 @@ func init() {
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{mQueueReady, mQueueUnacked, mQueueMessages, mQueueConsumers, mQueuePublished,
 		mQueueDelivered, mQueueAcked, mConnections, mChannels, mConsumers, mQueues, mIdentity, mBuild, mSegments, mDiskBytes,
-		mRawBytes, mStoredBytes, mRatio, mSyncRounds, mSyncLatency} {
+		mRawBytes, mStoredBytes, mRatio, mSyncRounds, mSyncLatency, mAlarmMem, mAlarmDisk, mMemLimit, mMemUsed, mDiskFree, mDiskLimit} {
 		ch <- d
 	}
 	for _, d := range mGlobal {
@@ -129,6 +136,20 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	for _, g := range globalCounters {
 		counter(mGlobal[g.name], float64(g.get(t)), "amqp091")
 	}
+
+	al := c.b.Alarms()
+	b2f := func(b bool) float64 {
+		if b {
+			return 1
+		}
+		return 0
+	}
+	gauge(mAlarmMem, b2f(al.Active&broker.AlarmMemory != 0))
+	gauge(mAlarmDisk, b2f(al.Active&broker.AlarmDisk != 0))
+	gauge(mMemLimit, float64(al.MemoryLimit))
+	gauge(mMemUsed, float64(al.MemoryUsed))
+	gauge(mDiskFree, float64(al.DiskFree))
+	gauge(mDiskLimit, float64(al.DiskLimit))
 
 	st := c.b.StorageStats()
 	gauge(mSegments, float64(st.Segments))

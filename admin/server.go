@@ -40,6 +40,9 @@ type Broker interface {
 	Node() broker.NodeInfo
 	Totals() broker.Totals
 	StorageStats() store.Stats
+	Alarms() broker.AlarmStatus
+	SetMemoryHighWatermark(spec string) error
+	SetDiskFreeLimit(spec string) error
 
 	Authenticate(name, pass string, remote net.Addr) (index.User, error)
 	Users() []index.User

@@ -311,14 +311,27 @@ func init() {
 		run: exportDefinitions})
 	register(&command{name: "import_definitions", args: "<file|->", help: "import definitions (RabbitMQ's format) from a file",
 		run: importDefinitions})
-	register(&command{name: "set_vm_memory_high_watermark", args: "<fraction>", help: "not supported by this broker yet",
-		run: func(c *ctl, args []string) error {
-			// The hook for the memory alarm: once the broker has one, this
-			// command sets its threshold through the API.
-			return &cliError{exitUnavailable, "set_vm_memory_high_watermark is not supported by this broker yet: Warren has no memory alarm"}
-		}})
+	register(&command{name: "set_vm_memory_high_watermark", args: "<fraction> | absolute <size>",
+		help: "set the memory high watermark (publishers are blocked above it)",
+		run:  setLimit("set_vm_memory_high_watermark", "/api/warren/memory-high-watermark", "Setting memory threshold on %s to %s ...")})
+	register(&command{name: "set_disk_free_limit", args: "<size> | mem_relative <factor>",
+		help: "set the free disk space limit (publishers are blocked below it)",
+		run:  setLimit("set_disk_free_limit", "/api/warren/disk-free-limit", "Setting disk free limit on %s to %s ...")})
 	register(&command{name: "migrate", args: "--from amqp://user:pass@host:5672/ [--from-api http://host:15672] [--vhost V] [--queues REGEX] [--to amqp://...]",
 		help: "import a running RabbitMQ's definitions and move its messages into Warren", run: migrate})
+}
+
+// setLimit sets an alarm threshold through Warren's API (RabbitMQ's has no
+// endpoint for it; rabbitmqctl talks to the node directly).
+func setLimit(name, path, msg string) func(c *ctl, args []string) error {
+	return func(c *ctl, args []string) error {
+		if len(args) == 0 || len(args) > 2 {
+			return usageErr("%s takes a value", name)
+		}
+		v := strings.Join(args, " ")
+		c.info(msg, "the node", v)
+		return c.api.do(http.MethodPut, path, map[string]string{"value": v}, nil)
+	}
 }
 
 func status(c *ctl, args []string) error {
@@ -363,7 +376,19 @@ func status(c *ctl, args []string) error {
 		if st, ok := nodes[0]["warren_storage"].(map[string]any); ok {
 			fmt.Fprintf(w, "\nStorage\n\nSegments: %v\nBytes on disk: %v\n", st["segments"], st["disk_bytes"])
 		}
-		fmt.Fprintf(w, "\nAlarms\n\n(none)\n")
+		fmt.Fprintf(w, "\nAlarms\n\n")
+		alarms := 0
+		for _, a := range []struct{ key, name string }{{"mem_alarm", "memory"}, {"disk_free_alarm", "free disk space"}} {
+			if nodes[0][a.key] == true {
+				fmt.Fprintf(w, "%s alarm on node %v\n", a.name, nodes[0]["name"])
+				alarms++
+			}
+		}
+		if alarms == 0 {
+			fmt.Fprintln(w, "(none)")
+		}
+		fmt.Fprintf(w, "\nMemory\n\nUsed: %v bytes, high watermark: %v bytes\n\nFree disk space\n\nAvailable: %v bytes, low watermark: %v bytes\n",
+			nodes[0]["mem_used"], nodes[0]["mem_limit"], nodes[0]["disk_free"], nodes[0]["disk_free_limit"])
 	}
 	return nil
 }

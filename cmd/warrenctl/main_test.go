@@ -189,9 +189,18 @@ func TestOperatorHabits(t *testing.T) {
 		rows[0]["messages"] != 3.0 || rows[0]["durable"] != true {
 		t.Fatalf("json: %v %s", err, out)
 	}
-	if out := w.ok(t, "status"); !strings.Contains(out, "Product name: Warren") || !strings.Contains(out, "Queue count: 1") {
+	if out := w.ok(t, "status"); !strings.Contains(out, "Product name: Warren") || !strings.Contains(out, "Queue count: 1") ||
+		!strings.Contains(out, "Alarms\n\n(none)") {
 		t.Fatalf("status:\n%s", out)
 	}
+	// The memory alarm, as the amqp091-go suite drives it through
+	// RABBITMQ_RABBITMQCTL_PATH.
+	w.ok(t, "set_vm_memory_high_watermark", "absolute", "1000")
+	if out := w.ok(t, "status"); !strings.Contains(out, "memory alarm on node") {
+		t.Fatalf("status under the memory alarm:\n%s", out)
+	}
+	w.ok(t, "set_vm_memory_high_watermark", "0.4")
+	w.ok(t, "set_disk_free_limit", "50MB")
 
 	// Definitions out and back in.
 	file := filepath.Join(t.TempDir(), "defs.json")
@@ -261,7 +270,7 @@ func TestErrorsAndExitCodes(t *testing.T) {
 		{[]string{"delete_vhost", "missing"}, 1, "no vhost 'missing'"},
 		{[]string{"--password", "wrong", "list_queues"}, 77, "authentication as 'guest' refused"},
 		{[]string{"--url", "http://127.0.0.1:1", "list_queues"}, 69, "unable to reach the management API"},
-		{[]string{"set_vm_memory_high_watermark", "0.4"}, 69, "not supported by this broker yet"},
+		{[]string{"set_vm_memory_high_watermark", "lots"}, 1, "lots"},
 		{[]string{"--formatter", "xml", "list_queues"}, 64, "unknown formatter"},
 	} {
 		out, errs, code := w.ctl(t, "", c.args...)
