@@ -192,6 +192,10 @@ func (c *conn) handshake() error {
 		Mechanisms: "PLAIN AMQPLAIN",
 		Locales:    "en_US",
 	}
+	certName := c.peerCertName() // the TLS handshake ran with the header read
+	if certName != "" {
+		start.Mechanisms = "EXTERNAL PLAIN AMQPLAIN"
+	}
 	if err := c.writeDirect(start); err != nil {
 		return err
 	}
@@ -208,13 +212,21 @@ func (c *conn) handshake() error {
 		c.capAuthClose, _ = caps["authentication_failure_close"].(bool)
 		c.capBlocked, _ = caps["connection.blocked"].(bool)
 	}
-	if so.Mechanism != "PLAIN" && so.Mechanism != "AMQPLAIN" {
+	var name, pass string
+	external := so.Mechanism == "EXTERNAL" && certName != ""
+	switch {
+	case external:
+		// The verified client certificate names the user; the user must
+		// exist, and needs no password.
+		name, ok = certName, true
+	case so.Mechanism == "PLAIN" || so.Mechanism == "AMQPLAIN":
+		name, pass, ok = parseCredentials(so.Mechanism, []byte(so.Response))
+	default:
 		return c.handshakeFail(amqpErr(amqpwire.CommandInvalid, so, "unknown authentication mechanism '%s'", so.Mechanism))
 	}
-	name, pass, ok := parseCredentials(so.Mechanism, []byte(so.Response))
 	u := c.s.lookupUser(name)
 	switch {
-	case !ok || u == nil || !u.checkPassword(pass):
+	case !ok || u == nil || (!external && !u.checkPassword(pass)):
 		c.log.Warn().Str("user", name).Str("mechanism", so.Mechanism).Msg("authentication failed: invalid credentials")
 		return c.authFail(so)
 	case name == "guest" && !isLoopback(c.nc.RemoteAddr()):
