@@ -205,6 +205,10 @@ func (c *conn) handshake() error {
 		Mechanisms: "PLAIN AMQPLAIN",
 		Locales:    "en_US",
 	}
+	certName := c.peerCertName() // the TLS handshake ran with the header read
+	if certName != "" {
+		start.Mechanisms = "EXTERNAL PLAIN AMQPLAIN"
+	}
 	if err := c.writeDirect(start); err != nil {
 		return err
 	}
@@ -222,13 +226,25 @@ func (c *conn) handshake() error {
 		c.capAuthClose, _ = caps["authentication_failure_close"].(bool)
 		c.capBlocked, _ = caps["connection.blocked"].(bool)
 	}
-	if so.Mechanism != "PLAIN" && so.Mechanism != "AMQPLAIN" {
+	var name, pass string
+	external := so.Mechanism == "EXTERNAL" && certName != ""
+	switch {
+	case external:
+		// The verified client certificate names the user; the user must
+		// exist, and needs no password.
+		name, ok = certName, true
+	case so.Mechanism == "PLAIN" || so.Mechanism == "AMQPLAIN":
+		name, pass, ok = parseCredentials(so.Mechanism, []byte(so.Response))
+	default:
 		return c.handshakeFail(amqpErr(amqpwire.CommandInvalid, so, "unknown authentication mechanism '%s'", so.Mechanism))
 	}
-	name, pass, ok := parseCredentials(so.Mechanism, []byte(so.Response))
 	var u *user
 	if ok {
-		u = c.s.authenticate(name, pass)
+		if external {
+			u = c.s.lookupUser(name)
+		} else {
+			u = c.s.authenticate(name, pass)
+		}
 	}
 	switch {
 	case u == nil:

@@ -143,6 +143,13 @@ func (vh *vhost) load() error {
 	return nil
 }
 
+// lookupUser returns the named user, or nil.
+func (s *Server) lookupUser(name string) *user {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.users[name]
+}
+
 // authenticate checks a user's password; it returns nil when the user does
 // not exist or the password does not match.
 func (s *Server) authenticate(name, pass string) *user {

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -25,6 +26,14 @@ type Config struct {
 	AMQPListen string
 	// HTTPListen is the management HTTP listen address (reserved).
 	HTTPListen string
+	// AMQPSListen is the AMQP-over-TLS listen address (none by default;
+	// RabbitMQ's port is 5671). It needs TLS.
+	AMQPSListen string
+	// TLS configures the AMQPS listener (see LoadTLSConfig).
+	TLS *tls.Config
+	// CertLoginFrom picks the user name a client certificate logs in as
+	// with EXTERNAL: "common_name" (default) or "distinguished_name".
+	CertLoginFrom string
 	// Logger receives the server's logs.
 	Logger zerolog.Logger
 	// FrameMax is the largest frame the server accepts (default 131072).
@@ -106,6 +115,9 @@ func (c *Config) setDefaults() {
 	if c.MaxMessageSize == 0 {
 		c.MaxMessageSize = 16 << 20
 	}
+	if c.CertLoginFrom == "" {
+		c.CertLoginFrom = "common_name"
+	}
 	if c.MaxConnections == 0 {
 		c.MaxConnections = defaultMaxConnections()
 	}
@@ -130,7 +142,7 @@ type Server struct {
 	alarmed    atomic.Bool // some resource alarm is active: block publishers
 	stopAlarms chan struct{}
 
-	ln      net.Listener
+	lns     []net.Listener
 	started time.Time
 	totals  totals
 	closing atomic.Bool
@@ -223,23 +235,47 @@ func lockDir(dir string) (*os.File, error) {
 	return f, nil
 }
 
-// ListenAndServe listens on the configured AMQP address and serves until
-// Shutdown.
+// ListenAndServe listens on the configured AMQP address (and the AMQPS
+// one, when set) and serves until Shutdown.
 func (s *Server) ListenAndServe() error {
 	ln, err := net.Listen("tcp", s.cfg.AMQPListen)
 	if err != nil {
 		return fmt.Errorf("broker: listen: %w", err)
 	}
+	if s.cfg.AMQPSListen != "" {
+		if s.cfg.TLS == nil {
+			ln.Close()
+			return errors.New("broker: an AMQPS listener needs a TLS certificate and key")
+		}
+		tln, err := net.Listen("tcp", s.cfg.AMQPSListen)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("broker: listen: %w", err)
+		}
+		errc := make(chan error, 1)
+		go func() { errc <- s.Serve(tls.NewListener(tln, s.cfg.TLS)) }()
+		err = s.Serve(ln)
+		if terr := <-errc; err == nil {
+			err = terr
+		}
+		return err
+	}
 	return s.Serve(ln)
 }
 
-// Serve accepts AMQP connections on ln until Shutdown. Accept errors (out
-// of file descriptors, a network hiccup) never stop it: it logs them and
-// retries after a growing pause, as net/http does. Beyond MaxConnections a
-// new connection is closed at once.
+// Serve accepts AMQP connections on ln until Shutdown; a listener from
+// tls.NewListener serves AMQPS. Accept errors (out of file descriptors, a
+// network hiccup) never stop it: it logs them and retries after a growing
+// pause, as net/http does. Beyond MaxConnections a new connection is
+// closed at once.
 func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
-	s.ln = ln
+	if s.closing.Load() {
+		s.mu.Unlock()
+		ln.Close()
+		return nil
+	}
+	s.lns = append(s.lns, ln)
 	s.mu.Unlock()
 	s.log.Info().Str("addr", ln.Addr().String()).Msg("accepting AMQP connections")
 	var delay time.Duration
@@ -300,10 +336,10 @@ func (r *refusalLog) note(log zerolog.Logger, peer net.Addr, max int) {
 func (s *Server) Addr() net.Addr {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.ln == nil {
+	if len(s.lns) == 0 {
 		return nil
 	}
-	return s.ln.Addr()
+	return s.lns[0].Addr()
 }
 
 func (s *Server) removeConn(c *conn) {
@@ -322,8 +358,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	close(s.stopAlarms)
 	s.mu.Lock()
-	if s.ln != nil {
-		s.ln.Close()
+	for _, ln := range s.lns {
+		ln.Close()
 	}
 	conns := make([]*conn, 0, len(s.conns))
 	for c := range s.conns {

@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -43,6 +44,12 @@ func run(args []string) int {
 	writeTimeout := fs.Duration("write-timeout", 30*time.Second, "drop a connection whose peer neither reads nor sends for this long")
 	memWatermark := fs.String("memory-high-watermark", broker.DefaultMemoryHighWatermark, "block publishers when the broker's memory passes this: a fraction of RAM (0.4) or 'absolute SIZE' (e.g. 'absolute 2GB')")
 	diskFreeLimit := fs.String("disk-free-limit", broker.DefaultDiskFreeLimit, "block publishers when the data directory's free space falls below this: a size (50MB) or 'mem_relative FACTOR'")
+	amqpsListen := fs.String("amqps-listen", "", "AMQP over TLS listen address (e.g. 127.0.0.1:5671); needs --tls-cert and --tls-key")
+	tlsCert := fs.String("tls-cert", "", "PEM certificate (chain) of the TLS listeners")
+	tlsKey := fs.String("tls-key", "", "PEM private key of the TLS listeners")
+	tlsCA := fs.String("tls-ca", "", "PEM CA bundle that verifies client certificates (enables the EXTERNAL mechanism)")
+	tlsRequire := fs.Bool("tls-require-client-cert", false, "refuse TLS clients without a certificate signed by --tls-ca")
+	certLogin := fs.String("tls-cert-login-from", "common_name", "user name of a client certificate for EXTERNAL: common_name or distinguished_name")
 	pprofListen := fs.String("pprof-listen", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060); off by default")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: warren [flags]\n\nWarren is a log-structured AMQP 0-9-1 broker, a drop-in for a single RabbitMQ node.\nEvery flag may also be set as WARREN_<FLAG> (e.g. WARREN_DATA_DIR).\n\nFlags:\n")
@@ -70,10 +77,24 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, "warren: --default-user and --default-pass must not be empty")
 		return 2
 	}
+	var tlsCfg *tls.Config
+	if *tlsCert != "" || *tlsKey != "" || *amqpsListen != "" {
+		if tlsCfg, err = broker.LoadTLSConfig(*tlsCert, *tlsKey, *tlsCA, *tlsRequire); err != nil {
+			log.Error().Err(err).Msg("cannot start")
+			return 2
+		}
+	}
+	if *certLogin != "common_name" && *certLogin != "distinguished_name" {
+		log.Error().Str("tls-cert-login-from", *certLogin).Msg("cannot start: want common_name or distinguished_name")
+		return 2
+	}
 	srv, err := broker.New(broker.Config{
 		DataDir:        *dataDir,
 		AMQPListen:     *amqpListen,
 		HTTPListen:     *httpListen,
+		AMQPSListen:    *amqpsListen,
+		TLS:            tlsCfg,
+		CertLoginFrom:  *certLogin,
 		Logger:         log,
 		DefaultUser:    *defaultUser,
 		DefaultPass:    *defaultPass,
