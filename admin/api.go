@@ -1072,7 +1072,7 @@ func (s *Server) connJSON(c broker.ConnInfo, rt *rates) map[string]any {
 	return map[string]any{
 		"name": c.Name, "node": s.b.Node().Node, "user": c.User, "vhost": c.VHost,
 		"host": host, "port": port, "peer_host": phost, "peer_port": pport,
-		"protocol": "AMQP 0-9-1", "auth_mechanism": c.AuthMechanism, "ssl": false, "state": "running",
+		"protocol": "AMQP 0-9-1", "auth_mechanism": c.AuthMechanism, "ssl": c.TLS, "state": "running",
 		"type": "network", "channels": c.Channels, "channel_max": c.ChannelMax, "frame_max": c.FrameMax,
 		"timeout": int(c.Heartbeat / time.Second), "connected_at": c.ConnectedAt.UnixMilli(),
 		"client_properties": tableJSON(c.ClientProperties),

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -852,16 +853,19 @@ type ConnInfo struct {
 	ChannelMax       uint16
 	Heartbeat        time.Duration
 	RecvOct, SendOct uint64
+	// TLS is set for a connection to the AMQPS listener.
+	TLS bool
 }
 
 func (c *conn) info() ConnInfo {
 	c.ownedMu.Lock()
 	nch := len(c.live)
 	c.ownedMu.Unlock()
+	_, isTLS := c.nc.(*tls.Conn)
 	return ConnInfo{Name: c.name, User: c.userName, VHost: c.vh.name, Peer: c.nc.RemoteAddr(), Local: c.nc.LocalAddr(),
 		ClientProperties: c.clientProps, ConnectedAt: c.connectedAt, AuthMechanism: c.mechanism, Channels: nch,
 		FrameMax: c.frameMax, ChannelMax: c.channelMax, Heartbeat: c.heartbeat,
-		RecvOct: c.recvOct.Load(), SendOct: c.sendOct.Load()}
+		RecvOct: c.recvOct.Load(), SendOct: c.sendOct.Load(), TLS: isTLS}
 }
 
 func (s *Server) openConns() []*conn {
