@@ -502,11 +502,13 @@ type QueueInfo struct {
 
 func (q *queue) info() QueueInfo {
 	qi := QueueInfo{VHost: q.vh.name, Name: q.name, Durable: q.durable, AutoDelete: q.autoDelete,
-		Exclusive: q.exclusive, Arguments: q.args, Stats: q.stats.snapshot()}
+		Exclusive: q.exclusive, Arguments: q.args}
 	if q.owner != nil {
 		qi.Owner = q.owner.name
 	}
 	q.mu.Lock()
+	// Counters change under q.mu, with the counts: read them together.
+	qi.Stats = q.stats.snapshot()
 	if !q.deleted {
 		qi.Ready, qi.Unacked = q.sq.Ready(), q.sq.Unacked()
 	}
