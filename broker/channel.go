@@ -73,10 +73,10 @@ type channel struct {
 	confNext   uint64 // lowest sequence not yet confirmed
 	confDone   []confirmRange
 	txMode     bool
-	txPubs     []txPub
+	txPubs     []pendingPub
 	txAcks     []txAck
 	txAcked    map[uint64]bool // tags settled in the open transaction
-	txArena    []byte
+	txBlock    []byte          // the block tx publishes are copied into
 }
 
 type pendingPub struct {
@@ -109,13 +109,6 @@ type delivery struct {
 type confirmRange struct {
 	lo, hi uint64
 	nack   bool
-}
-
-type txPub struct {
-	exchange, key       string
-	propsOff, propsLen  int
-	bodyOff, bodyLen    int
-	persistent, mandate bool
 }
 
 // txAck is one delivery settled inside a transaction, applied at commit.
@@ -384,12 +377,17 @@ func (ch *channel) finishPublish() error {
 				itoa(uint64(max)) + " bytes; commit more often", ClassID: amqpwire.ClassBasic, MethodID: amqpwire.MethodBasicPublish}
 		}
 		ch.c.txBytes += size
-		ch.txArena = append(ch.txArena, props...)
-		po := len(ch.txArena) - len(props)
-		ch.txArena = append(ch.txArena, body...)
-		bo := len(ch.txArena) - len(body)
-		ch.txPubs = append(ch.txPubs, txPub{exchange: p.exchange, key: p.key, propsOff: po, propsLen: len(props),
-			bodyOff: bo, bodyLen: len(body), persistent: persistent, mandate: p.mandatory})
+		// Copied into blocks of 1 MiB, so the held memory stays close
+		// to the bytes published (no doubling slice).
+		if cap(ch.txBlock)-len(ch.txBlock) < size {
+			ch.txBlock = make([]byte, 0, max(size, 1<<20))
+		}
+		ch.txBlock = append(ch.txBlock, props...)
+		ch.txBlock = append(ch.txBlock, body...)
+		n := len(ch.txBlock)
+		ch.txPubs = append(ch.txPubs, pendingPub{exchange: p.exchange, key: p.key,
+			props: ch.txBlock[n-size : n-len(body) : n-len(body)], body: ch.txBlock[n-len(body) : n : n],
+			persistent: persistent, mandatory: p.mandatory})
 		ch.arena = ch.arena[:p.propsStart]
 		return nil
 	}
@@ -765,16 +763,12 @@ func (ch *channel) txCommit(m *amqpwire.TxCommit) error {
 	if !ch.txMode {
 		return amqpErr(amqpwire.PreconditionFailed, m, "channel is not transactional")
 	}
-	pubs, acks, arena := ch.txPubs, ch.txAcks, ch.txArena
+	pubs, acks := ch.txPubs, ch.txAcks
 	ch.dropTx()
 	// Publishes go through the batch path; commit-ok waits until every
 	// append has reported, persistent ones after their sync round.
 	ch.flush()
-	for _, p := range pubs {
-		ch.batch = append(ch.batch, pendingPub{exchange: p.exchange, key: p.key,
-			props: arena[p.propsOff : p.propsOff+p.propsLen], body: arena[p.bodyOff : p.bodyOff+p.bodyLen],
-			persistent: p.persistent, mandatory: p.mandate})
-	}
+	ch.batch = append(ch.batch, pubs...)
 	settled := make(chan bool, 1)
 	ch.publishBatch(&confirmRound{settled: func(_, _ uint64, failed bool) { settled <- failed }})
 	clear(ch.batch)
@@ -816,9 +810,9 @@ func (ch *channel) txRollback(m *amqpwire.TxRollback) error {
 // dropTx forgets the open transaction's publishes and acks.
 func (ch *channel) dropTx() {
 	for _, p := range ch.txPubs {
-		ch.c.txBytes -= p.propsLen + p.bodyLen
+		ch.c.txBytes -= len(p.props) + len(p.body)
 	}
-	ch.txPubs, ch.txAcks, ch.txArena = nil, nil, nil
+	ch.txPubs, ch.txAcks, ch.txBlock = nil, nil, nil
 }
 
 // ---- teardown ----
