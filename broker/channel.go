@@ -831,6 +831,7 @@ func (ch *channel) teardown() {
 		cons = append(cons, c)
 	}
 	clear(ch.consumers)
+	ch.c.consumers.Add(-int64(len(cons)))
 	ch.consMu.Unlock()
 	for _, c := range cons {
 		c.q.removeConsumer(c, true)

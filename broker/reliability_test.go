@@ -425,3 +425,46 @@ func TestTransactionBound(t *testing.T) {
 		t.Fatalf("after commit: %+v %v", q, err)
 	}
 }
+
+// TestConsumerAndQueueBounds: basic.consume past --max-consumers per
+// connection and queue.declare past --max-queues fail with 406; freeing
+// one lets the next through.
+func TestConsumerAndQueueBounds(t *testing.T) {
+	b := startBrokerConfig(t, Config{MaxConsumers: 2, MaxQueues: 3})
+	conn, ch := b.channel()
+	for _, q := range []string{"b1", "b2", "b3"} {
+		if _, err := ch.QueueDeclare(q, false, false, false, false, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := ch.QueueDeclare("b4", false, false, false, false, nil)
+	wantAMQPError(t, err, amqp.PreconditionFailed, "PRECONDITION_FAILED - cannot declare queue 'b4' in vhost '/': queue limit (3) is reached")
+	ch, _ = conn.Channel()
+	if _, err := ch.QueueDelete("b3", false, false, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDeclare("b4", false, false, false, false, nil); err != nil {
+		t.Fatalf("declare after a delete: %v", err)
+	}
+	for _, tag := range []string{"t1", "t2"} {
+		if _, err := ch.Consume("b1", tag, false, false, false, false, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ch2, _ := conn.Channel()
+	_, err = ch2.Consume("b2", "t3", false, false, false, false, nil)
+	wantAMQPError(t, err, amqp.PreconditionFailed, "PRECONDITION_FAILED - reached maximum (2) of consumers per connection")
+	if err := ch.Cancel("t1", false); err != nil {
+		t.Fatal(err)
+	}
+	ch2, _ = conn.Channel()
+	if _, err := ch2.Consume("b2", "t3", false, false, false, false, nil); err != nil {
+		t.Fatalf("consume after a cancel: %v", err)
+	}
+	// Closing a channel gives its consumers' budget back.
+	ch.Close()
+	ch3, _ := conn.Channel()
+	if _, err := ch3.Consume("b2", "t4", false, false, false, false, nil); err != nil {
+		t.Fatalf("consume after a channel close: %v", err)
+	}
+}
