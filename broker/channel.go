@@ -24,6 +24,9 @@ type channel struct {
 	id      uint16
 	c       *conn
 	closing bool // channel.close sent, waiting for close-ok
+	// expired is set by the consumer-timeout check, which closes the
+	// channel from another goroutine; the reader then drops its own state.
+	expired atomic.Bool
 	dirty   bool
 
 	// Content assembly of the publish in progress.
@@ -103,6 +106,7 @@ type delivery struct {
 	q     *queue
 	seq   uint64
 	cons  *consumer
+	at    int64 // unix ms when delivered, for the consumer timeout
 	acked bool
 }
 
@@ -135,6 +139,15 @@ func newChannel(c *conn, id uint16) *channel {
 // handleFrame runs one frame through the channel's state machine. Soft errors
 // close the channel here; hard errors are returned to the connection.
 func (ch *channel) handleFrame(f amqpwire.Frame) error {
+	if !ch.closing && ch.expired.Load() {
+		// Closed by the consumer timeout: forget what the reader held.
+		ch.closing = true
+		ch.pub.active = false
+		clear(ch.batch)
+		ch.batch, ch.batchBytes = ch.batch[:0], 0
+		ch.resetArena()
+		ch.dropTx()
+	}
 	if ch.closing {
 		if f.Type == amqpwire.FrameMethod {
 			m, err := ch.c.dec.Decode(f.Payload)
@@ -825,6 +838,13 @@ func (ch *channel) teardown() {
 	ch.cmu.Lock()
 	ch.confClosed = true
 	ch.cmu.Unlock()
+	ch.cancelConsumers()
+	ch.requeueAll()
+	ch.release()
+}
+
+// cancelConsumers removes every consumer of the channel from its queue.
+func (ch *channel) cancelConsumers() {
 	ch.consMu.Lock()
 	cons := make([]*consumer, 0, len(ch.consumers))
 	for _, c := range ch.consumers {
@@ -836,8 +856,6 @@ func (ch *channel) teardown() {
 	for _, c := range cons {
 		c.q.removeConsumer(c, true)
 	}
-	ch.requeueAll()
-	ch.release()
 }
 
 // requeueAll returns every unacked delivery of the channel to its queue.

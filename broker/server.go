@@ -68,6 +68,9 @@ type Config struct {
 	// MaxQueues bounds the queues of the node (default 1,000,000); a
 	// declare past it fails with 406.
 	MaxQueues int
+	// ConsumerTimeout closes, with 406, a channel holding a delivery
+	// unacknowledged for longer (default 30 minutes, as RabbitMQ).
+	ConsumerTimeout time.Duration
 	// MaxMessageSize is the largest message body accepted (default 16 MiB).
 	MaxMessageSize uint64
 	// SegmentSize is the size at which queue logs roll (default from store).
@@ -123,6 +126,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxQueues == 0 {
 		c.MaxQueues = 1_000_000
+	}
+	if c.ConsumerTimeout == 0 {
+		c.ConsumerTimeout = 30 * time.Minute
 	}
 	if c.MaxMessageSize == 0 {
 		c.MaxMessageSize = 16 << 20
@@ -217,6 +223,9 @@ func New(cfg Config) (*Server, error) {
 		Dur("recovery", time.Since(start)).Msg("storage recovered")
 	s.stopAlarms = make(chan struct{})
 	go s.alarmLoop()
+	if s.cfg.ConsumerTimeout > 0 {
+		go s.consumerTimeoutLoop()
+	}
 	return s, nil
 }
 
