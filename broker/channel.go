@@ -24,6 +24,9 @@ type channel struct {
 	id      uint16
 	c       *conn
 	closing bool // channel.close sent, waiting for close-ok
+	// expired is set by the consumer-timeout check, which closes the
+	// channel from another goroutine; the reader then drops its own state.
+	expired atomic.Bool
 	dirty   bool
 
 	// Content assembly of the publish in progress.
@@ -76,10 +79,10 @@ type channel struct {
 	confNext   uint64 // lowest sequence not yet confirmed
 	confDone   []confirmRange
 	txMode     bool
-	txPubs     []txPub
+	txPubs     []pendingPub
 	txAcks     []txAck
 	txAcked    map[uint64]bool // tags settled in the open transaction
-	txArena    []byte
+	txBlock    []byte          // the block tx publishes are copied into
 }
 
 // Channel modes shown by the management API.
@@ -112,19 +115,13 @@ type delivery struct {
 	q     *queue
 	seq   uint64
 	cons  *consumer
+	at    int64 // unix ms when delivered, for the consumer timeout
 	acked bool
 }
 
 type confirmRange struct {
 	lo, hi uint64
 	nack   bool
-}
-
-type txPub struct {
-	exchange, key       string
-	propsOff, propsLen  int
-	bodyOff, bodyLen    int
-	persistent, mandate bool
 }
 
 // txAck is one delivery settled inside a transaction, applied at commit.
@@ -151,6 +148,15 @@ func newChannel(c *conn, id uint16) *channel {
 // handleFrame runs one frame through the channel's state machine. Soft errors
 // close the channel here; hard errors are returned to the connection.
 func (ch *channel) handleFrame(f amqpwire.Frame) error {
+	if !ch.closing && ch.expired.Load() {
+		// Closed by the consumer timeout: forget what the reader held.
+		ch.closing = true
+		ch.pub.active = false
+		clear(ch.batch)
+		ch.batch, ch.batchBytes = ch.batch[:0], 0
+		ch.resetArena()
+		ch.dropTx()
+	}
 	if ch.closing {
 		if f.Type == amqpwire.FrameMethod {
 			m, err := ch.c.dec.Decode(f.Payload)
@@ -395,12 +401,17 @@ func (ch *channel) finishPublish() error {
 				itoa(uint64(max)) + " bytes; commit more often", ClassID: amqpwire.ClassBasic, MethodID: amqpwire.MethodBasicPublish}
 		}
 		ch.c.txBytes += size
-		ch.txArena = append(ch.txArena, props...)
-		po := len(ch.txArena) - len(props)
-		ch.txArena = append(ch.txArena, body...)
-		bo := len(ch.txArena) - len(body)
-		ch.txPubs = append(ch.txPubs, txPub{exchange: p.exchange, key: p.key, propsOff: po, propsLen: len(props),
-			bodyOff: bo, bodyLen: len(body), persistent: persistent, mandate: p.mandatory})
+		// Copied into blocks of 1 MiB, so the held memory stays close
+		// to the bytes published (no doubling slice).
+		if cap(ch.txBlock)-len(ch.txBlock) < size {
+			ch.txBlock = make([]byte, 0, max(size, 1<<20))
+		}
+		ch.txBlock = append(ch.txBlock, props...)
+		ch.txBlock = append(ch.txBlock, body...)
+		n := len(ch.txBlock)
+		ch.txPubs = append(ch.txPubs, pendingPub{exchange: p.exchange, key: p.key,
+			props: ch.txBlock[n-size : n-len(body) : n-len(body)], body: ch.txBlock[n-len(body) : n : n],
+			persistent: persistent, mandatory: p.mandatory})
 		ch.arena = ch.arena[:p.propsStart]
 		return nil
 	}
@@ -795,16 +806,12 @@ func (ch *channel) txCommit(m *amqpwire.TxCommit) error {
 	if !ch.txMode {
 		return amqpErr(amqpwire.PreconditionFailed, m, "channel is not transactional")
 	}
-	pubs, acks, arena := ch.txPubs, ch.txAcks, ch.txArena
+	pubs, acks := ch.txPubs, ch.txAcks
 	ch.dropTx()
 	// Publishes go through the batch path; commit-ok waits until every
 	// append has reported, persistent ones after their sync round.
 	ch.flush()
-	for _, p := range pubs {
-		ch.batch = append(ch.batch, pendingPub{exchange: p.exchange, key: p.key,
-			props: arena[p.propsOff : p.propsOff+p.propsLen], body: arena[p.bodyOff : p.bodyOff+p.bodyLen],
-			persistent: p.persistent, mandatory: p.mandate})
-	}
+	ch.batch = append(ch.batch, pubs...)
 	settled := make(chan bool, 1)
 	ch.publishBatch(&confirmRound{settled: func(_, _ uint64, failed bool) { settled <- failed }})
 	clear(ch.batch)
@@ -846,9 +853,9 @@ func (ch *channel) txRollback(m *amqpwire.TxRollback) error {
 // dropTx forgets the open transaction's publishes and acks.
 func (ch *channel) dropTx() {
 	for _, p := range ch.txPubs {
-		ch.c.txBytes -= p.propsLen + p.bodyLen
+		ch.c.txBytes -= len(p.props) + len(p.body)
 	}
-	ch.txPubs, ch.txAcks, ch.txArena = nil, nil, nil
+	ch.txPubs, ch.txAcks, ch.txBlock = nil, nil, nil
 }
 
 // ---- teardown ----
@@ -861,18 +868,24 @@ func (ch *channel) teardown() {
 	ch.cmu.Lock()
 	ch.confClosed = true
 	ch.cmu.Unlock()
+	ch.cancelConsumers()
+	ch.requeueAll()
+	ch.release()
+}
+
+// cancelConsumers removes every consumer of the channel from its queue.
+func (ch *channel) cancelConsumers() {
 	ch.consMu.Lock()
 	cons := make([]*consumer, 0, len(ch.consumers))
 	for _, c := range ch.consumers {
 		cons = append(cons, c)
 	}
 	clear(ch.consumers)
+	ch.c.consumers.Add(-int64(len(cons)))
 	ch.consMu.Unlock()
 	for _, c := range cons {
 		c.q.removeConsumer(c, true)
 	}
-	ch.requeueAll()
-	ch.release()
 }
 
 // requeueAll returns every unacked delivery of the channel to its queue.

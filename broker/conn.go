@@ -99,6 +99,9 @@ type conn struct {
 	// a delivery, so that the next ack resumes every consumed queue.
 	unacked       atomic.Int64
 	unackedCapped atomic.Bool
+	// consumers counts the connection's consumers, bounded by
+	// Config.MaxConsumers.
+	consumers atomic.Int64
 	// txBytes is the size of the uncommitted transactions of every channel
 	// (reader-owned), bounded by Config.MaxTxBytes.
 	txBytes int

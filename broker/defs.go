@@ -115,6 +115,7 @@ func (vh *vhost) load() error {
 		q.queueLimits()
 		q.perMsgTTL = true // recovered messages may carry an expiration
 		vh.queues[qd.Name] = q
+		vh.s.queueCount.Add(1)
 	}
 	bs, err := idx.Bindings(vh.name)
 	if err != nil {

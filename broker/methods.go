@@ -345,6 +345,9 @@ func (ch *channel) basicConsume(m *amqpwire.BasicConsume) error {
 	if dup {
 		return amqpErr(amqpwire.NotAllowed, m, "attempt to reuse consumer tag '%s'", tag)
 	}
+	if max := ch.c.s.cfg.MaxConsumers; ch.c.consumers.Load() >= int64(max) {
+		return amqpErr(amqpwire.PreconditionFailed, m, "reached maximum (%d) of consumers per connection", max)
+	}
 	c := &consumer{tag: tag, ch: ch, q: q, noAck: m.NoAck, exclusive: m.Exclusive,
 		prefetch: int32(ch.prefetch), args: m.Arguments}
 	if p, ok := m.Arguments["x-priority"]; ok {
@@ -357,6 +360,7 @@ func (ch *channel) basicConsume(m *amqpwire.BasicConsume) error {
 	ch.consMu.Lock()
 	ch.consumers[tag] = c
 	ch.consMu.Unlock()
+	ch.c.consumers.Add(1)
 	// consume-ok goes out once the queue accepted the consumer, and before
 	// its first delivery.
 	var ack func()
@@ -368,6 +372,7 @@ func (ch *channel) basicConsume(m *amqpwire.BasicConsume) error {
 		ch.consMu.Lock()
 		delete(ch.consumers, tag)
 		ch.consMu.Unlock()
+		ch.c.consumers.Add(-1)
 		if exclusiveUse {
 			return amqpErr(amqpwire.AccessRefused, m, "queue '%s' in vhost '%s' in exclusive use", q.name, q.vh.name)
 		}
@@ -382,6 +387,7 @@ func (ch *channel) basicCancel(m *amqpwire.BasicCancel) error {
 	delete(ch.consumers, m.ConsumerTag)
 	ch.consMu.Unlock()
 	if c != nil {
+		ch.c.consumers.Add(-1)
 		c.q.removeConsumer(c, true)
 	}
 	if !m.NoWait {
@@ -400,6 +406,7 @@ func (ch *channel) serverCancel(c *consumer) {
 	}
 	delete(ch.consumers, c.tag)
 	ch.consMu.Unlock()
+	ch.c.consumers.Add(-1)
 	if ch.c.capCancelNotify {
 		ch.c.sendMethod(ch.id, &amqpwire.BasicCancel{ConsumerTag: c.tag, NoWait: true})
 	}

@@ -199,9 +199,7 @@ func (q *queue) deliverLocked() {
 	if q.offerFn == nil {
 		q.offerFn = q.offer
 	}
-	if q.mayExpire() {
-		q.now = time.Now().UnixMilli()
-	}
+	q.now = time.Now().UnixMilli() // for TTL and the deliveries' age
 	for ready := q.sq.Ready(); ready > 0; {
 		q.stopped = false
 		q.sq.Deliver(deliverBatch, q.offerFn)
@@ -284,7 +282,7 @@ func (q *queue) sendLocked(c *consumer, m *store.Message) {
 	ch.nextTag++
 	tag := ch.nextTag
 	if !c.noAck {
-		ch.pushUnackedLocked(delivery{tag: tag, q: q, seq: m.Seq, cons: c})
+		ch.pushUnackedLocked(delivery{tag: tag, q: q, seq: m.Seq, cons: c, at: q.now})
 		c.unacked.Add(1)
 		ch.unackedN.Add(1)
 		conn.unacked.Add(1)
@@ -357,7 +355,7 @@ func (q *queue) get(ch *channel, noAck bool) (*amqpwire.BasicGetOk, *store.Messa
 	ch.nextTag++
 	tag := ch.nextTag
 	if !noAck {
-		ch.pushUnackedLocked(delivery{tag: tag, q: q, seq: m.Seq})
+		ch.pushUnackedLocked(delivery{tag: tag, q: q, seq: m.Seq, at: q.now})
 		ch.unackedN.Add(1)
 		ch.c.unacked.Add(1)
 	}

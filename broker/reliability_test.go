@@ -425,3 +425,86 @@ func TestTransactionBound(t *testing.T) {
 		t.Fatalf("after commit: %+v %v", q, err)
 	}
 }
+
+// TestConsumerAndQueueBounds: basic.consume past --max-consumers per
+// connection and queue.declare past --max-queues fail with 406; freeing
+// one lets the next through.
+func TestConsumerAndQueueBounds(t *testing.T) {
+	b := startBrokerConfig(t, Config{MaxConsumers: 2, MaxQueues: 3})
+	conn, ch := b.channel()
+	for _, q := range []string{"b1", "b2", "b3"} {
+		if _, err := ch.QueueDeclare(q, false, false, false, false, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := ch.QueueDeclare("b4", false, false, false, false, nil)
+	wantAMQPError(t, err, amqp.PreconditionFailed, "PRECONDITION_FAILED - cannot declare queue 'b4' in vhost '/': queue limit (3) is reached")
+	ch, _ = conn.Channel()
+	if _, err := ch.QueueDelete("b3", false, false, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDeclare("b4", false, false, false, false, nil); err != nil {
+		t.Fatalf("declare after a delete: %v", err)
+	}
+	for _, tag := range []string{"t1", "t2"} {
+		if _, err := ch.Consume("b1", tag, false, false, false, false, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ch2, _ := conn.Channel()
+	_, err = ch2.Consume("b2", "t3", false, false, false, false, nil)
+	wantAMQPError(t, err, amqp.PreconditionFailed, "PRECONDITION_FAILED - reached maximum (2) of consumers per connection")
+	if err := ch.Cancel("t1", false); err != nil {
+		t.Fatal(err)
+	}
+	ch2, _ = conn.Channel()
+	if _, err := ch2.Consume("b2", "t3", false, false, false, false, nil); err != nil {
+		t.Fatalf("consume after a cancel: %v", err)
+	}
+	// Closing a channel gives its consumers' budget back.
+	ch.Close()
+	ch3, _ := conn.Channel()
+	if _, err := ch3.Consume("b2", "t4", false, false, false, false, nil); err != nil {
+		t.Fatalf("consume after a channel close: %v", err)
+	}
+}
+
+// TestConsumerTimeout: a delivery left unacknowledged past the consumer
+// timeout closes its channel with RabbitMQ's 406, and the message goes
+// back to the queue for another consumer, flagged redelivered.
+func TestConsumerTimeout(t *testing.T) {
+	b := startBrokerConfig(t, Config{ConsumerTimeout: 300 * time.Millisecond})
+	conn, ch := b.channel()
+	ch.QueueDeclare("slowack", false, false, false, false, nil)
+	publish(t, ch, "", "slowack", amqp.Publishing{Body: []byte("job")})
+	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
+	ds, err := ch.Consume("slowack", "", false, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recvN(t, ds, 1)
+	select {
+	case e := <-closed:
+		wantAMQPError(t, e, amqp.PreconditionFailed,
+			"PRECONDITION_FAILED - delivery acknowledgement on channel 1 timed out. Timeout value used: 300 ms. This timeout value can be configured, see consumers doc guide to learn more")
+	case <-time.After(5 * time.Second):
+		t.Fatal("channel not closed by the consumer timeout")
+	}
+	ch2, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, ok, err := ch2.Get("slowack", true)
+	if err != nil || !ok || !m.Redelivered || string(m.Body) != "job" {
+		t.Fatalf("after the timeout: %q ok=%v redelivered=%v err=%v", m.Body, ok, m.Redelivered, err)
+	}
+	// A consumer that acks in time is left alone.
+	publish(t, ch2, "", "slowack", amqp.Publishing{Body: []byte("quick")})
+	ds2, _ := ch2.Consume("slowack", "", false, false, false, false, nil)
+	d := recvN(t, ds2, 1)[0]
+	d.Ack(false)
+	time.Sleep(600 * time.Millisecond)
+	if _, err := ch2.QueueDeclarePassive("slowack", false, false, false, false, nil); err != nil {
+		t.Fatalf("channel closed although every delivery was acked: %v", err)
+	}
+}

@@ -62,6 +62,15 @@ type Config struct {
 	MemoryHighWatermark, DiskFreeLimit string
 	// AlarmInterval is how often memory and disk are sampled (default 1 s).
 	AlarmInterval time.Duration
+	// MaxConsumers bounds the consumers of one connection (default
+	// 10,000); basic.consume past it fails with 406.
+	MaxConsumers int
+	// MaxQueues bounds the queues of the node (default 1,000,000); a
+	// declare past it fails with 406.
+	MaxQueues int
+	// ConsumerTimeout closes, with 406, a channel holding a delivery
+	// unacknowledged for longer (default 30 minutes, as RabbitMQ).
+	ConsumerTimeout time.Duration
 	// MaxMessageSize is the largest message body accepted (default 16 MiB).
 	MaxMessageSize uint64
 	// SegmentSize is the size at which queue logs roll (default from store).
@@ -112,6 +121,15 @@ func (c *Config) setDefaults() {
 	if c.AlarmInterval == 0 {
 		c.AlarmInterval = time.Second
 	}
+	if c.MaxConsumers == 0 {
+		c.MaxConsumers = 10_000
+	}
+	if c.MaxQueues == 0 {
+		c.MaxQueues = 1_000_000
+	}
+	if c.ConsumerTimeout == 0 {
+		c.ConsumerTimeout = 30 * time.Minute
+	}
 	if c.MaxMessageSize == 0 {
 		c.MaxMessageSize = 16 << 20
 	}
@@ -137,6 +155,8 @@ type Server struct {
 	vhosts map[string]*vhost
 	users  map[string]*user
 	conns  map[*conn]struct{}
+
+	queueCount atomic.Int64 // queues of every vhost, bounded by MaxQueues
 
 	alarm      alarms
 	alarmed    atomic.Bool // some resource alarm is active: block publishers
@@ -206,6 +226,9 @@ func New(cfg Config) (*Server, error) {
 		Dur("recovery", time.Since(start)).Msg("storage recovered")
 	s.stopAlarms = make(chan struct{})
 	go s.alarmLoop()
+	if s.cfg.ConsumerTimeout > 0 {
+		go s.consumerTimeoutLoop()
+	}
 	return s, nil
 }
 

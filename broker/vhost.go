@@ -343,6 +343,9 @@ func (vh *vhost) declareQueue(c *conn, m *amqpwire.QueueDeclare, name string) (*
 		q.mu.Unlock()
 		return q, nil
 	}
+	if max := vh.s.cfg.MaxQueues; vh.s.queueCount.Load() >= int64(max) {
+		return nil, amqpErr(amqpwire.PreconditionFailed, m, "cannot declare queue '%s' in vhost '%s': queue limit (%d) is reached", name, vh.name, max)
+	}
 	q := &queue{vh: vh, name: name, durable: m.Durable, exclusive: m.Exclusive, autoDelete: m.AutoDelete, args: m.Arguments}
 	q.queueLimits()
 	if m.Exclusive {
@@ -363,6 +366,7 @@ func (vh *vhost) declareQueue(c *conn, m *amqpwire.QueueDeclare, name string) (*
 		}
 	}
 	vh.queues[name] = q
+	vh.s.queueCount.Add(1)
 	vh.publishQueuesLocked()
 	q.mu.Lock()
 	q.touchLocked()
@@ -484,6 +488,7 @@ func (vh *vhost) deleteQueue(q *queue, reason string) (int, error) {
 		}
 	}
 	delete(vh.queues, q.name)
+	vh.s.queueCount.Add(-1)
 	vh.publishQueuesLocked()
 	_, autoDeleted := vh.topo.RemoveQueue(q.name)
 	vh.forgetLocked(nil, autoDeleted)

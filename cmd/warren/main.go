@@ -50,6 +50,9 @@ func run(args []string) int {
 	tlsCA := fs.String("tls-ca", "", "PEM CA bundle that verifies client certificates (enables the EXTERNAL mechanism)")
 	tlsRequire := fs.Bool("tls-require-client-cert", false, "refuse TLS clients without a certificate signed by --tls-ca")
 	certLogin := fs.String("tls-cert-login-from", "common_name", "user name of a client certificate for EXTERNAL: common_name or distinguished_name")
+	maxConsumers := fs.Int("max-consumers", 10_000, "consumers per connection; basic.consume beyond it fails with 406")
+	maxQueues := fs.Int("max-queues", 1_000_000, "queues of the node; queue.declare beyond it fails with 406")
+	consumerTimeout := fs.Duration("consumer-timeout", 30*time.Minute, "close, with 406, a channel holding a delivery unacknowledged this long (as RabbitMQ's consumer_timeout)")
 	pprofListen := fs.String("pprof-listen", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060); off by default")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: warren [flags]\n\nWarren is a log-structured AMQP 0-9-1 broker, a drop-in for a single RabbitMQ node.\nEvery flag may also be set as WARREN_<FLAG> (e.g. WARREN_DATA_DIR).\n\nFlags:\n")
@@ -89,19 +92,22 @@ func run(args []string) int {
 		return 2
 	}
 	srv, err := broker.New(broker.Config{
-		DataDir:        *dataDir,
-		AMQPListen:     *amqpListen,
-		HTTPListen:     *httpListen,
-		AMQPSListen:    *amqpsListen,
-		TLS:            tlsCfg,
-		CertLoginFrom:  *certLogin,
-		Logger:         log,
-		DefaultUser:    *defaultUser,
-		DefaultPass:    *defaultPass,
-		MaxConnections: *maxConns,
-		MaxUnacked:     *maxUnacked,
-		MaxTxBytes:     *maxTxBytes,
-		WriteTimeout:   *writeTimeout,
+		DataDir:         *dataDir,
+		AMQPListen:      *amqpListen,
+		HTTPListen:      *httpListen,
+		AMQPSListen:     *amqpsListen,
+		TLS:             tlsCfg,
+		CertLoginFrom:   *certLogin,
+		Logger:          log,
+		DefaultUser:     *defaultUser,
+		DefaultPass:     *defaultPass,
+		MaxConnections:  *maxConns,
+		MaxUnacked:      *maxUnacked,
+		MaxTxBytes:      *maxTxBytes,
+		WriteTimeout:    *writeTimeout,
+		MaxConsumers:    *maxConsumers,
+		MaxQueues:       *maxQueues,
+		ConsumerTimeout: *consumerTimeout,
 
 		MemoryHighWatermark: *memWatermark,
 		DiskFreeLimit:       *diskFreeLimit,
