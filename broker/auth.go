@@ -4,18 +4,37 @@ import (
 	"bytes"
 	"net"
 	"regexp"
+	"sync/atomic"
 
 	"github.com/warrenmq/warren/amqpwire"
 	"github.com/warrenmq/warren/index"
 )
 
-// user is an account and its per-vhost permissions.
+// user is an account and its per-vhost permissions. def is replaced under
+// Server.mu; perms maps a vhost to a slot that lives as long as the user,
+// so open connections see permission changes at once.
 type user struct {
 	def   index.User
-	perms map[string]*permission // by vhost
+	perms map[string]*permSlot // by vhost; guarded by Server.mu
 }
 
-func (u *user) checkPassword(pass string) bool { return u.def.CheckPassword(pass) }
+// permSlot holds a user's current permission in one vhost; nil when it has
+// none (cleared, or the user was deleted). Connections keep the slot and
+// load it for every check: one atomic load, no lock.
+type permSlot struct {
+	p atomic.Pointer[permission]
+}
+
+// slotLocked returns the user's slot for vhost, creating an empty one.
+// Called with Server.mu held.
+func (u *user) slotLocked(vhost string) *permSlot {
+	sl := u.perms[vhost]
+	if sl == nil {
+		sl = &permSlot{}
+		u.perms[vhost] = sl
+	}
+	return sl
+}
 
 // permission holds a user's configure/write/read patterns in one vhost.
 type permission struct {
@@ -62,7 +81,9 @@ func compilePerm(s string) (*regexpMatcher, error) {
 	case ".*":
 		return &regexpMatcher{all: true}, nil
 	}
-	re, err := regexp.Compile("^(?:" + s + ")$")
+	// RabbitMQ searches the name for the pattern (re:run), it does not
+	// anchor it: "^orders" allows "orders.new", "orders" allows "my-orders".
+	re, err := regexp.Compile(s)
 	if err != nil {
 		return nil, err
 	}

@@ -24,6 +24,9 @@ type channel struct {
 	id      uint16
 	c       *conn
 	closing bool // channel.close sent, waiting for close-ok
+	// expired is set by the consumer-timeout check, which closes the
+	// channel from another goroutine; the reader then drops its own state.
+	expired atomic.Bool
 	dirty   bool
 
 	// Content assembly of the publish in progress.
@@ -57,6 +60,9 @@ type channel struct {
 	prefetch       uint16 // for consumers created from now on
 	globalPrefetch atomic.Int32
 	unackedN       atomic.Int32 // deliveries not yet acked, for the global limit
+	// Copies of reader-owned state for the management API.
+	infoPrefetch atomic.Uint32
+	infoMode     atomic.Uint32 // modeConfirm or modeTx
 
 	// Delivery bookkeeping: tags are assigned under umu, in order.
 	umu     sync.Mutex
@@ -73,11 +79,17 @@ type channel struct {
 	confNext   uint64 // lowest sequence not yet confirmed
 	confDone   []confirmRange
 	txMode     bool
-	txPubs     []txPub
+	txPubs     []pendingPub
 	txAcks     []txAck
 	txAcked    map[uint64]bool // tags settled in the open transaction
-	txArena    []byte
+	txBlock    []byte          // the block tx publishes are copied into
 }
+
+// Channel modes shown by the management API.
+const (
+	modeConfirm = 1
+	modeTx      = 2
+)
 
 type pendingPub struct {
 	exchange, key string
@@ -103,19 +115,13 @@ type delivery struct {
 	q     *queue
 	seq   uint64
 	cons  *consumer
+	at    int64 // unix ms when delivered, for the consumer timeout
 	acked bool
 }
 
 type confirmRange struct {
 	lo, hi uint64
 	nack   bool
-}
-
-type txPub struct {
-	exchange, key       string
-	propsOff, propsLen  int
-	bodyOff, bodyLen    int
-	persistent, mandate bool
 }
 
 // txAck is one delivery settled inside a transaction, applied at commit.
@@ -142,6 +148,15 @@ func newChannel(c *conn, id uint16) *channel {
 // handleFrame runs one frame through the channel's state machine. Soft errors
 // close the channel here; hard errors are returned to the connection.
 func (ch *channel) handleFrame(f amqpwire.Frame) error {
+	if !ch.closing && ch.expired.Load() {
+		// Closed by the consumer timeout: forget what the reader held.
+		ch.closing = true
+		ch.pub.active = false
+		clear(ch.batch)
+		ch.batch, ch.batchBytes = ch.batch[:0], 0
+		ch.resetArena()
+		ch.dropTx()
+	}
 	if ch.closing {
 		if f.Type == amqpwire.FrameMethod {
 			m, err := ch.c.dec.Decode(f.Payload)
@@ -273,6 +288,7 @@ func (ch *channel) handleMethod(m amqpwire.Method) error {
 			return amqpErr(amqpwire.PreconditionFailed, m, "cannot switch from tx to confirm mode")
 		}
 		ch.confirm = true
+		ch.infoMode.Store(modeConfirm)
 		if !m.NoWait {
 			ch.c.sendMethod(ch.id, &amqpwire.ConfirmSelectOk{})
 		}
@@ -282,6 +298,7 @@ func (ch *channel) handleMethod(m amqpwire.Method) error {
 			return amqpErr(amqpwire.PreconditionFailed, m, "cannot switch from confirm to tx mode")
 		}
 		ch.txMode = true
+		ch.infoMode.Store(modeTx)
 		ch.c.sendMethod(ch.id, &amqpwire.TxSelectOk{})
 		return nil
 	case *amqpwire.TxCommit:
@@ -317,6 +334,9 @@ func (ch *channel) startPublish(m *amqpwire.BasicPublish) error {
 	p := &ch.pub
 	p.active, p.header = true, false
 	p.exchange, p.key, p.mandatory = m.Exchange, m.RoutingKey, m.Mandatory
+	if ch.c.s.alarmed.Load() {
+		ch.c.mustBlock = true // a resource alarm: stop reading this publisher
+	}
 	return nil
 }
 
@@ -374,12 +394,24 @@ func (ch *channel) finishPublish() error {
 	body := ch.arena[p.bodyStart:len(ch.arena):len(ch.arena)]
 	persistent := amqpwire.PeekDeliveryMode(props) == 2
 	if ch.txMode {
-		ch.txArena = append(ch.txArena, props...)
-		po := len(ch.txArena) - len(props)
-		ch.txArena = append(ch.txArena, body...)
-		bo := len(ch.txArena) - len(body)
-		ch.txPubs = append(ch.txPubs, txPub{exchange: p.exchange, key: p.key, propsOff: po, propsLen: len(props),
-			bodyOff: bo, bodyLen: len(body), persistent: persistent, mandate: p.mandatory})
+		size := len(props) + len(body)
+		if max := ch.c.s.cfg.MaxTxBytes; ch.c.txBytes+size > max {
+			ch.arena = ch.arena[:p.propsStart]
+			return &amqpwire.Error{Code: amqpwire.PreconditionFailed, Text: "PRECONDITION_FAILED - uncommitted transactional publishes of this connection would exceed " +
+				itoa(uint64(max)) + " bytes; commit more often", ClassID: amqpwire.ClassBasic, MethodID: amqpwire.MethodBasicPublish}
+		}
+		ch.c.txBytes += size
+		// Copied into blocks of 1 MiB, so the held memory stays close
+		// to the bytes published (no doubling slice).
+		if cap(ch.txBlock)-len(ch.txBlock) < size {
+			ch.txBlock = make([]byte, 0, max(size, 1<<20))
+		}
+		ch.txBlock = append(ch.txBlock, props...)
+		ch.txBlock = append(ch.txBlock, body...)
+		n := len(ch.txBlock)
+		ch.txPubs = append(ch.txPubs, pendingPub{exchange: p.exchange, key: p.key,
+			props: ch.txBlock[n-size : n-len(body) : n-len(body)], body: ch.txBlock[n-len(body) : n : n],
+			persistent: persistent, mandatory: p.mandatory})
 		ch.arena = ch.arena[:p.propsStart]
 		return nil
 	}
@@ -429,6 +461,7 @@ func (ch *channel) publishBatch(round *confirmRound) {
 	vh := ch.c.vh
 	snap := vh.routes()
 	now := time.Now().UnixMilli()
+	var routedN, returnedN uint64
 	for i := range ch.batch {
 		pp := &ch.batch[i]
 		ch.routeBuf = vh.route(snap, pp.exchange, pp.key, pp.props, ch.routeBuf[:0])
@@ -454,9 +487,26 @@ func (ch *channel) publishBatch(round *confirmRound) {
 			qb.recs = append(qb.recs, segment.Record{Timestamp: now, Exchange: pp.exchange, RoutingKey: pp.key,
 				Props: pp.props, Body: pp.body, Flags: flags})
 		}
-		if !routed && pp.mandatory {
+		switch {
+		case routed:
+			routedN++
+		case pp.mandatory:
+			returnedN++
 			ch.c.sendReturn(ch.id, amqpwire.NoRoute, "NO_ROUTE", pp.exchange, pp.key, pp.props, pp.body)
 		}
+	}
+	t := &ch.c.s.totals
+	n := uint64(len(ch.batch))
+	t.received.Add(n)
+	if ch.confirm {
+		t.receivedConfirm.Add(n)
+	}
+	t.routed.Add(routedN)
+	if returnedN > 0 {
+		t.unroutableReturned.Add(returnedN)
+	}
+	if dropped := n - routedN - returnedN; dropped > 0 {
+		t.unroutableDropped.Add(dropped)
 	}
 	if round != nil {
 		round.pending.Store(1) // held until every append is issued
@@ -556,6 +606,7 @@ func (ch *channel) sendConfirm(lo, hi uint64, nack bool) {
 	if nack {
 		ch.c.sendMethod(ch.id, &amqpwire.BasicNack{DeliveryTag: hi, Multiple: multiple})
 	} else {
+		ch.c.s.totals.confirmed.Add(hi - lo + 1)
 		ch.c.sendMethod(ch.id, &amqpwire.BasicAck{DeliveryTag: hi, Multiple: multiple})
 	}
 }
@@ -629,6 +680,7 @@ func (ch *channel) settle(m amqpwire.Method, tag uint64, multiple, nack, requeue
 		}
 		from, to = i, i+1
 	}
+	settled := 0
 	for i := from; i < to; i++ {
 		d := &ch.unacked[i]
 		if d.acked {
@@ -656,8 +708,10 @@ func (ch *channel) settle(m amqpwire.Method, tag uint64, multiple, nack, requeue
 			d.cons.unacked.Add(-1)
 			ab.cons = append(ab.cons, d.cons)
 		}
-		ch.unackedN.Add(-1)
+		settled++
 	}
+	ch.unackedN.Add(-int32(settled))
+	ch.c.unacked.Add(-int64(settled))
 	ch.compactLocked()
 	ch.umu.Unlock()
 	ch.c.markDirty(ch)
@@ -725,6 +779,12 @@ func (ch *channel) flushAcks() {
 	if len(ch.acks) > 64 {
 		clear(ch.acks)
 	}
+	if ch.c.unackedCapped.Swap(false) {
+		// Credit freed under the connection's limit may unblock any
+		// queue this connection consumes from.
+		ch.c.resumeDelivery()
+		return
+	}
 	ch.kickIfGlobalLimit()
 }
 
@@ -747,17 +807,11 @@ func (ch *channel) txCommit(m *amqpwire.TxCommit) error {
 		return amqpErr(amqpwire.PreconditionFailed, m, "channel is not transactional")
 	}
 	pubs, acks := ch.txPubs, ch.txAcks
-	ch.txPubs, ch.txAcks = nil, nil
-	arena := ch.txArena
-	ch.txArena = nil
+	ch.dropTx()
 	// Publishes go through the batch path; commit-ok waits until every
 	// append has reported, persistent ones after their sync round.
 	ch.flush()
-	for _, p := range pubs {
-		ch.batch = append(ch.batch, pendingPub{exchange: p.exchange, key: p.key,
-			props: arena[p.propsOff : p.propsOff+p.propsLen], body: arena[p.bodyOff : p.bodyOff+p.bodyLen],
-			persistent: p.persistent, mandatory: p.mandate})
-	}
+	ch.batch = append(ch.batch, pubs...)
 	settled := make(chan bool, 1)
 	ch.publishBatch(&confirmRound{settled: func(_, _ uint64, failed bool) { settled <- failed }})
 	clear(ch.batch)
@@ -788,12 +842,20 @@ func (ch *channel) txRollback(m *amqpwire.TxRollback) error {
 	if !ch.txMode {
 		return amqpErr(amqpwire.PreconditionFailed, m, "channel is not transactional")
 	}
-	ch.txPubs, ch.txAcks, ch.txArena = nil, nil, nil
+	ch.dropTx()
 	ch.umu.Lock()
 	clear(ch.txAcked)
 	ch.umu.Unlock()
 	ch.c.sendMethod(ch.id, &amqpwire.TxRollbackOk{})
 	return nil
+}
+
+// dropTx forgets the open transaction's publishes and acks.
+func (ch *channel) dropTx() {
+	for _, p := range ch.txPubs {
+		ch.c.txBytes -= len(p.props) + len(p.body)
+	}
+	ch.txPubs, ch.txAcks, ch.txBlock = nil, nil, nil
 }
 
 // ---- teardown ----
@@ -802,21 +864,28 @@ func (ch *channel) txRollback(m *amqpwire.TxRollback) error {
 // deliveries, in order.
 func (ch *channel) teardown() {
 	ch.flush()
+	ch.dropTx()
 	ch.cmu.Lock()
 	ch.confClosed = true
 	ch.cmu.Unlock()
+	ch.cancelConsumers()
+	ch.requeueAll()
+	ch.release()
+}
+
+// cancelConsumers removes every consumer of the channel from its queue.
+func (ch *channel) cancelConsumers() {
 	ch.consMu.Lock()
 	cons := make([]*consumer, 0, len(ch.consumers))
 	for _, c := range ch.consumers {
 		cons = append(cons, c)
 	}
 	clear(ch.consumers)
+	ch.c.consumers.Add(-int64(len(cons)))
 	ch.consMu.Unlock()
 	for _, c := range cons {
 		c.q.removeConsumer(c, true)
 	}
-	ch.requeueAll()
-	ch.release()
 }
 
 // requeueAll returns every unacked delivery of the channel to its queue.
@@ -824,6 +893,7 @@ func (ch *channel) requeueAll() {
 	ch.umu.Lock()
 	byQ := make(map[*queue][]uint64)
 	var order []*queue
+	n := 0
 	for i := range ch.unacked {
 		d := &ch.unacked[i]
 		if d.acked {
@@ -836,11 +906,13 @@ func (ch *channel) requeueAll() {
 		if d.cons != nil {
 			d.cons.unacked.Add(-1)
 		}
+		n++
 	}
 	clear(ch.ubuf)
 	ch.unacked = ch.ubuf[:0]
 	ch.acked = 0
 	ch.unackedN.Store(0)
+	ch.c.unacked.Add(-int64(n))
 	ch.umu.Unlock()
 	for _, q := range order {
 		q.settle(nil, nil, byQ[q])

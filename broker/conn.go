@@ -23,6 +23,10 @@ const Version = "0.1.0"
 // queues stop delivering to the connection (a slow consumer must not grow RAM).
 const congestLimit = 4 << 20
 
+// readPauseLimit is how many encoded bytes may wait for the socket before
+// the reader stops reading the client.
+const readPauseLimit = 2 * congestLimit
+
 // conn is one AMQP connection. Its reader goroutine (serve) parses frames and
 // runs the channel state machines; its writer goroutine alone writes the
 // socket, flushing everything queued in c.out in one write when it wakes.
@@ -43,11 +47,25 @@ type conn struct {
 	heartbeat  time.Duration
 	user       *user
 	vh         *vhost
-	perm       *permission // the user's permission in vh
+	perm       *permSlot // the user's permission in vh
 	userName   string
 
 	capCancelNotify bool
 	capAuthClose    bool
+	capBlocked      bool // wants connection.blocked and .unblocked
+	// mustBlock is set by a publish during a resource alarm: the reader
+	// stops reading once it has handled the frame.
+	mustBlock bool
+
+	// What the management API shows. name and connectedAt are set at
+	// accept; the others by the handshake, before opened is set.
+	name        string // "peer -> local", as RabbitMQ names connections
+	connectedAt time.Time
+	clientProps amqpwire.Table
+	mechanism   string
+	opened      atomic.Bool
+	recvOct     atomic.Uint64
+	sendOct     atomic.Uint64
 
 	channels []*channel // by id, reader-owned
 	dirty    []*channel // channels with a pending publish/ack batch
@@ -62,27 +80,50 @@ type conn struct {
 	wclosed bool
 	// stalled is set when out passes congestLimit or the writer is gone;
 	// queues read it without the lock before picking a consumer.
-	stalled   atomic.Bool
-	wsig      chan struct{}
-	wdone     chan struct{}
-	writerEnd chan struct{}
-	wrote     atomic.Bool // writer wrote since the last heartbeat tick
+	stalled atomic.Bool
+	// backlogged is set when out passes readPauseLimit; the reader waits
+	// on drained until the writer takes the buffer.
+	backlogged atomic.Bool
+	drained    chan struct{}
+	wsig       chan struct{}
+	wdone      chan struct{}
+	writerEnd  chan struct{}
+	wrote      atomic.Bool // writer wrote since the last heartbeat tick
+	// lastRead is when the reader last got bytes from the socket (unix
+	// ns), so the writer can tell a slow reader from a dead peer.
+	lastRead atomic.Int64
+	writeErr atomic.Pointer[error] // why the writer gave up
+
+	// unacked counts the connection's deliveries awaiting an ack, bounded
+	// by Config.MaxUnacked; unackedCapped is set when that bound withheld
+	// a delivery, so that the next ack resumes every consumed queue.
+	unacked       atomic.Int64
+	unackedCapped atomic.Bool
+	// consumers counts the connection's consumers, bounded by
+	// Config.MaxConsumers.
+	consumers atomic.Int64
+	// txBytes is the size of the uncommitted transactions of every channel
+	// (reader-owned), bounded by Config.MaxTxBytes.
+	txBytes int
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
 	id := s.connSeq.Add(1)
 	c := &conn{
-		s:         s,
-		nc:        nc,
-		br:        bufio.NewReaderSize(nc, 64<<10),
-		id:        id,
-		frameMax:  s.cfg.FrameMax,
-		wsig:      make(chan struct{}, 1),
-		wdone:     make(chan struct{}),
-		writerEnd: make(chan struct{}),
-		owned:     make(map[*queue]struct{}),
-		live:      make(map[*channel]struct{}),
+		s:           s,
+		nc:          nc,
+		id:          id,
+		name:        nc.RemoteAddr().String() + " -> " + nc.LocalAddr().String(),
+		connectedAt: time.Now(),
+		frameMax:    s.cfg.FrameMax,
+		wsig:        make(chan struct{}, 1),
+		drained:     make(chan struct{}, 1),
+		wdone:       make(chan struct{}),
+		writerEnd:   make(chan struct{}),
+		owned:       make(map[*queue]struct{}),
+		live:        make(map[*channel]struct{}),
 	}
+	c.br = bufio.NewReaderSize(countingReader{r: nc, n: &c.recvOct}, 64<<10)
 	c.log = s.log.With().Uint64("conn", id).Str("peer", nc.RemoteAddr().String()).Logger()
 	return c
 }
@@ -99,6 +140,7 @@ func (c *conn) serve() {
 		c.nc.Close()
 		return
 	}
+	c.opened.Store(true)
 	c.log.Info().Str("user", c.userName).Str("vhost", c.vh.name).Msg("connection opened")
 	go c.writeLoop()
 	err := c.readLoop()
@@ -106,6 +148,8 @@ func (c *conn) serve() {
 	switch {
 	case err == nil || errors.Is(err, errCloseConn):
 		c.log.Info().Dur("duration", time.Since(start)).Msg("connection closed")
+	case c.writeErr.Load() != nil:
+		c.log.Warn().Err(*c.writeErr.Load()).Dur("duration", time.Since(start)).Msg("connection closed: the peer does not read")
 	case errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed):
 		c.log.Info().Dur("duration", time.Since(start)).Msg("connection closed by peer without close")
 	default:
@@ -164,6 +208,10 @@ func (c *conn) handshake() error {
 		Mechanisms: "PLAIN AMQPLAIN",
 		Locales:    "en_US",
 	}
+	certName := c.peerCertName() // the TLS handshake ran with the header read
+	if certName != "" {
+		start.Mechanisms = "EXTERNAL PLAIN AMQPLAIN"
+	}
 	if err := c.writeDirect(start); err != nil {
 		return err
 	}
@@ -175,17 +223,34 @@ func (c *conn) handshake() error {
 	if !ok {
 		return c.handshakeFail(amqpErr(amqpwire.CommandInvalid, m, "expected 'connection.start_ok', got '%s'", m.Name()))
 	}
+	c.clientProps, c.mechanism = so.ClientProperties, so.Mechanism
 	if caps, ok := so.ClientProperties["capabilities"].(amqpwire.Table); ok {
 		c.capCancelNotify, _ = caps["consumer_cancel_notify"].(bool)
 		c.capAuthClose, _ = caps["authentication_failure_close"].(bool)
+		c.capBlocked, _ = caps["connection.blocked"].(bool)
 	}
-	if so.Mechanism != "PLAIN" && so.Mechanism != "AMQPLAIN" {
+	var name, pass string
+	external := so.Mechanism == "EXTERNAL" && certName != ""
+	switch {
+	case external:
+		// The verified client certificate names the user; the user must
+		// exist, and needs no password.
+		name, ok = certName, true
+	case so.Mechanism == "PLAIN" || so.Mechanism == "AMQPLAIN":
+		name, pass, ok = parseCredentials(so.Mechanism, []byte(so.Response))
+	default:
 		return c.handshakeFail(amqpErr(amqpwire.CommandInvalid, so, "unknown authentication mechanism '%s'", so.Mechanism))
 	}
-	name, pass, ok := parseCredentials(so.Mechanism, []byte(so.Response))
-	u := c.s.lookupUser(name)
+	var u *user
+	if ok {
+		if external {
+			u = c.s.lookupUser(name)
+		} else {
+			u = c.s.authenticate(name, pass)
+		}
+	}
 	switch {
-	case !ok || u == nil || !u.checkPassword(pass):
+	case u == nil:
 		c.log.Warn().Str("user", name).Str("mechanism", so.Mechanism).Msg("authentication failed: invalid credentials")
 		return c.authFail(so)
 	case name == "guest" && !isLoopback(c.nc.RemoteAddr()):
@@ -286,10 +351,13 @@ func hostname() string {
 func (c *conn) readLoop() error {
 	var deadlineSet time.Time
 	for {
-		if c.heartbeat > 0 && c.br.Buffered() == 0 {
-			// Only arm the deadline when a read will reach the socket; re-arm
-			// at most once a second.
-			if now := time.Now(); now.Sub(deadlineSet) > time.Second {
+		c.waitWriter()
+		if c.br.Buffered() == 0 {
+			// A read will reach the socket: note the time for the writer and
+			// (re-)arm the heartbeat deadline, at most once a second.
+			now := time.Now()
+			c.lastRead.Store(now.UnixNano())
+			if c.heartbeat > 0 && now.Sub(deadlineSet) > time.Second {
 				c.nc.SetReadDeadline(now.Add(2 * c.heartbeat))
 				deadlineSet = now
 			}
@@ -325,6 +393,11 @@ func (c *conn) readLoop() error {
 			}
 			c.connectionError(ae)
 			return c.drainUntilCloseOk()
+		}
+		if c.mustBlock {
+			c.mustBlock = false
+			c.blockWhileAlarmed()
+			deadlineSet = time.Time{} // re-arm the heartbeat deadline
 		}
 		if c.br.Buffered() == 0 {
 			c.flushDirty()
@@ -473,6 +546,24 @@ func (c *conn) sendMethod(ch uint16, m amqpwire.Method) {
 	}
 }
 
+// sendContent queues a method with content (basic.get-ok, basic.return)
+// for the writer. Deliveries encode in queue.sendLocked instead, reusing
+// one method struct per queue.
+func (c *conn) sendContent(ch uint16, m amqpwire.Method, props, body []byte) {
+	c.wmu.Lock()
+	wake := false
+	if !c.wclosed {
+		wake = len(c.out) == 0
+		c.out = amqpwire.AppendMethodFrame(c.out, ch, m)
+		c.out = amqpwire.AppendContentFrames(c.out, ch, amqpwire.ClassBasic, uint64(len(body)), props, body, c.frameMax)
+		c.noteCongestionLocked()
+	}
+	c.wmu.Unlock()
+	if wake {
+		c.signal()
+	}
+}
+
 // signal wakes the writer.
 func (c *conn) signal() {
 	select {
@@ -482,11 +573,32 @@ func (c *conn) signal() {
 }
 
 // noteCongestionLocked marks the connection stalled when the writer is too
-// far behind; queues stop delivering to it until the writer catches up.
-// Called with c.wmu held.
+// far behind: queues stop delivering to it, and past readPauseLimit the
+// reader stops reading the client (who is producing returns or replies it
+// does not read) until the writer catches up. Called with c.wmu held.
 func (c *conn) noteCongestionLocked() {
 	if len(c.out) > congestLimit {
 		c.stalled.Store(true)
+		if len(c.out) > readPauseLimit {
+			c.backlogged.Store(true)
+		}
+	}
+}
+
+// waitWriter blocks the reader while the writer is far behind, so a client
+// that does not read what it causes (mandatory returns, replies) cannot
+// grow the output buffer without bound.
+func (c *conn) waitWriter() {
+	if !c.backlogged.Load() {
+		return
+	}
+	c.flushDirty()
+	for c.backlogged.Load() {
+		select {
+		case <-c.drained:
+		case <-c.writerEnd:
+			return
+		}
 	}
 }
 
@@ -521,11 +633,16 @@ func (c *conn) writeLoop() {
 		} else {
 			resume = c.stalled.Swap(false)
 		}
+		if c.backlogged.Swap(false) {
+			select {
+			case c.drained <- struct{}{}:
+			default:
+			}
+		}
 		c.wmu.Unlock()
 		if len(buf) > 0 {
-			c.nc.SetWriteDeadline(time.Now().Add(writeTimeout(c.heartbeat)))
-			if _, err := c.nc.Write(buf); err != nil {
-				c.log.Debug().Err(err).Msg("write failed")
+			if err := c.writeAll(buf); err != nil {
+				c.writeErr.Store(&err)
 				c.nc.Close()
 				c.wmu.Lock()
 				c.wclosed = true
@@ -535,6 +652,7 @@ func (c *conn) writeLoop() {
 				return
 			}
 			c.wrote.Store(true)
+			c.sendOct.Add(uint64(len(buf)))
 		}
 		if cap(buf) > 8<<20 {
 			buf = nil // do not keep a burst's buffer forever
@@ -549,11 +667,27 @@ func (c *conn) writeLoop() {
 	}
 }
 
-func writeTimeout(hb time.Duration) time.Duration {
-	if hb > 0 && 2*hb > 30*time.Second {
-		return 2 * hb
+// writeAll writes buf to the socket. A slow reader is not a dead one: each
+// write waits up to WriteTimeout, and a write that timed out is retried as
+// long as the peer took some of it or is still sending (its heartbeats
+// arrive). It fails when the peer neither reads nor sends for that long.
+func (c *conn) writeAll(buf []byte) error {
+	timeout := c.s.cfg.WriteTimeout
+	for {
+		c.nc.SetWriteDeadline(time.Now().Add(timeout))
+		n, err := c.nc.Write(buf)
+		buf = buf[n:]
+		if err == nil {
+			return nil
+		}
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			return fmt.Errorf("write failed: %w", err)
+		}
+		if n == 0 && time.Since(time.Unix(0, c.lastRead.Load())) > timeout {
+			return fmt.Errorf("write stalled: the peer read nothing and sent nothing for %v", timeout)
+		}
 	}
-	return 30 * time.Second
 }
 
 // resumeDelivery asks every queue this connection consumes from to deliver
@@ -596,7 +730,7 @@ func (c *conn) teardown() {
 	c.owned = nil
 	c.ownedMu.Unlock()
 	for _, q := range owned {
-		c.vh.deleteQueue(q, "exclusive owner closed")
+		c.vh.deleteQueueLogged(q, "exclusive owner closed")
 	}
 	close(c.wdone)
 	select {

@@ -108,28 +108,76 @@ func (q *queue) deathProps(rec segment.Record, reason string, now time.Time) []b
 
 // republish routes dead-lettered records through the vhost, outside any
 // queue lock. Messages that route nowhere are dropped, as in RabbitMQ.
+// Dead letters that the target queues drop in turn (max-length overflow)
+// are routed by the same loop, and a message that would die again in a
+// queue it already died in, with no rejection on the way, is dropped as a
+// dead-letter cycle (RabbitMQ's rule), so chains always end.
 func (vh *vhost) republish(recs []segment.Record) {
-	if len(recs) == 0 {
-		return
-	}
-	snap := vh.routes()
-	groups := make(map[*queue][]segment.Record)
-	var order []*queue
 	var dst []string
-	for _, r := range recs {
-		dst = vh.route(snap, r.Exchange, r.RoutingKey, r.Props, dst[:0])
-		for _, name := range dst {
-			q := vh.queueByName(name)
-			if q == nil {
-				continue
+	cycles := 0
+	for len(recs) > 0 {
+		snap := vh.routes()
+		groups := make(map[*queue][]segment.Record)
+		var order []*queue
+		for _, r := range recs {
+			dst = vh.route(snap, r.Exchange, r.RoutingKey, r.Props, dst[:0])
+			var deaths []any
+			for _, name := range dst {
+				q := vh.queueByName(name)
+				if q == nil {
+					continue
+				}
+				if deaths == nil {
+					deaths = xDeaths(r.Props)
+				}
+				if isDeadLetterCycle(deaths, name) {
+					cycles++
+					continue
+				}
+				if _, ok := groups[q]; !ok {
+					order = append(order, q)
+				}
+				groups[q] = append(groups[q], r)
 			}
-			if _, ok := groups[q]; !ok {
-				order = append(order, q)
-			}
-			groups[q] = append(groups[q], r)
+		}
+		var next []segment.Record
+		for _, q := range order {
+			next = append(next, q.append(groups[q], nil)...)
+		}
+		recs = next
+	}
+	if cycles > 0 {
+		vh.s.log.Warn().Str("vhost", vh.name).Int("dropped", cycles).
+			Msg("dead-lettered messages dropped: dead-letter cycle detected")
+	}
+}
+
+// xDeaths returns a message's x-death header (most recent death first),
+// or an empty non-nil slice.
+func xDeaths(props []byte) []any {
+	if p, err := amqpwire.DecodeProperties(props); err == nil {
+		if d, ok := p.Headers["x-death"].([]any); ok {
+			return d
 		}
 	}
-	for _, q := range order {
-		q.publish(groups[q], nil)
+	return []any{}
+}
+
+// isDeadLetterCycle applies RabbitMQ's cycle rule: dead-lettering into
+// queue is a cycle when the message already died in queue and no death
+// since then, that one included, was a rejection by a client.
+func isDeadLetterCycle(deaths []any, queue string) bool {
+	for _, d := range deaths {
+		t, ok := d.(amqpwire.Table)
+		if !ok {
+			continue
+		}
+		if t["reason"] == reasonRejected {
+			return false
+		}
+		if t["queue"] == queue {
+			return true
+		}
 	}
+	return false
 }

@@ -33,7 +33,7 @@ func (s *Server) loadDefinitions() error {
 		}
 	}
 	for _, u := range users {
-		s.users[u.Name] = &user{def: u, perms: make(map[string]*permission)}
+		s.users[u.Name] = &user{def: u, perms: make(map[string]*permSlot)}
 	}
 	perms, err := idx.Permissions()
 	if err != nil {
@@ -49,7 +49,7 @@ func (s *Server) loadDefinitions() error {
 			s.log.Warn().Err(err).Str("user", p.User).Str("vhost", p.VHost).Msg("ignoring invalid permission")
 			continue
 		}
-		u.perms[p.VHost] = pp
+		u.slotLocked(p.VHost).p.Store(pp)
 	}
 	for _, v := range vhosts {
 		vh := newVHost(s, v.Name)
@@ -115,6 +115,7 @@ func (vh *vhost) load() error {
 		q.queueLimits()
 		q.perMsgTTL = true // recovered messages may carry an expiration
 		vh.queues[qd.Name] = q
+		vh.s.queueCount.Add(1)
 	}
 	bs, err := idx.Bindings(vh.name)
 	if err != nil {
@@ -143,10 +144,27 @@ func (vh *vhost) load() error {
 	return nil
 }
 
+// lookupUser returns the named user, or nil.
 func (s *Server) lookupUser(name string) *user {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.users[name]
+}
+
+// authenticate checks a user's password; it returns nil when the user does
+// not exist or the password does not match.
+func (s *Server) authenticate(name, pass string) *user {
+	s.mu.Lock()
+	u := s.users[name]
+	var def index.User
+	if u != nil {
+		def = u.def
+	}
+	s.mu.Unlock()
+	if u == nil || !def.CheckPassword(pass) {
+		return nil
+	}
+	return u
 }
 
 func (s *Server) lookupVHost(name string) *vhost {
@@ -155,10 +173,16 @@ func (s *Server) lookupVHost(name string) *vhost {
 	return s.vhosts[name]
 }
 
-func (s *Server) permission(u *user, vhost string) *permission {
+// permission returns the user's permission slot in vhost, or nil when the
+// user has no access to it.
+func (s *Server) permission(u *user, vhost string) *permSlot {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return u.perms[vhost]
+	sl := u.perms[vhost]
+	if sl == nil || sl.p.Load() == nil {
+		return nil
+	}
+	return sl
 }
 
 type permKind uint8
@@ -171,19 +195,51 @@ const (
 
 var permNames = [...]string{"configure", "write", "read"}
 
+// checker applies a user's permission of a kind to a resource; conn.checkPerm
+// is one, the management API's actors are others.
+type checker func(kind permKind, resKind, name string, m amqpwire.Method) error
+
 // checkPerm applies the user's configure/write/read pattern in the
 // connection's vhost to a resource, answering 403 ACCESS_REFUSED as RabbitMQ
-// does. The permission was resolved when the connection opened, so a
-// publish takes no shared lock.
+// does. The permission slot was resolved when the connection opened, so a
+// publish takes no shared lock, and a change of permissions applies at once.
 func (c *conn) checkPerm(kind permKind, resKind, name string, m amqpwire.Method) error {
-	p := c.perm
-	re := [...]*regexpMatcher{p.configure, p.write, p.read}[kind]
+	return checkSlot(c.perm, c.userName, c.vh.name, kind, resKind, name, m)
+}
+
+func checkSlot(sl *permSlot, userName, vhost string, kind permKind, resKind, name string, m amqpwire.Method) error {
 	if name == "" && resKind == "exchange" {
 		name = "amq.default"
 	}
-	if re.MatchString(name) {
-		return nil
+	if sl != nil {
+		if p := sl.p.Load(); p != nil {
+			re := [...]*regexpMatcher{p.configure, p.write, p.read}[kind]
+			if re.MatchString(name) {
+				return nil
+			}
+		}
 	}
 	return amqpErr(amqpwire.AccessRefused, m, "%s access to %s '%s' in vhost '%s' refused for user '%s'",
-		permNames[kind], resKind, name, c.vh.name, c.userName)
+		permNames[kind], resKind, name, vhost, userName)
+}
+
+// checkTargetExchange makes RabbitMQ's checks on the exchange a new queue
+// dead-letters to (x-dead-letter-exchange) or a new exchange sends
+// unroutable messages to (alternate-exchange): read on the declared
+// resource, write on the target. Without them a user could publish to any
+// exchange through a queue or exchange of their own.
+func checkTargetExchange(chk checker, args amqpwire.Table, arg, resKind, name, vhost string, m amqpwire.Method) error {
+	v, ok := args[arg]
+	if !ok {
+		return nil
+	}
+	target, isStr := stringOf(v)
+	if !isStr {
+		return amqpErr(amqpwire.PreconditionFailed, m, "invalid type '%s' for arg '%s' in %s '%s' in vhost '%s'",
+			argTypeName(v), arg, resKind, name, vhost)
+	}
+	if err := chk(permRead, resKind, name, m); err != nil {
+		return err
+	}
+	return chk(permWrite, "exchange", target, m)
 }

@@ -25,6 +25,9 @@ func amqpErr(code uint16, m amqpwire.Method, format string, args ...any) *amqpwi
 func asAMQPError(err error, m amqpwire.Method) *amqpwire.Error {
 	var e *amqpwire.Error
 	if errors.As(err, &e) {
+		if e.ClassID == 0 && m != nil {
+			e.ClassID, e.MethodID = m.ClassID(), m.MethodID()
+		}
 		return e
 	}
 	return amqpErr(amqpwire.InternalError, m, "%v", err)

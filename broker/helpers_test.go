@@ -30,10 +30,19 @@ func testLogger(t *testing.T) zerolog.Logger {
 // startBroker starts a broker on dir (a fresh temp dir when empty).
 func startBroker(t *testing.T, dir string) *testBroker {
 	t.Helper()
-	if dir == "" {
-		dir = t.TempDir()
+	return startBrokerConfig(t, Config{DataDir: dir})
+}
+
+// startBrokerConfig starts a broker with cfg (a fresh temp dir when
+// cfg.DataDir is empty).
+func startBrokerConfig(t *testing.T, cfg Config) *testBroker {
+	t.Helper()
+	if cfg.DataDir == "" {
+		cfg.DataDir = t.TempDir()
 	}
-	srv, err := New(Config{DataDir: dir, Logger: testLogger(t)})
+	dir := cfg.DataDir
+	cfg.Logger = testLogger(t)
+	srv, err := New(cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -148,4 +157,28 @@ func wantChannelClose(t *testing.T, closed <-chan *amqp.Error, code int, text st
 	case <-time.After(5 * time.Second):
 		t.Fatalf("channel not closed; want %d %s", code, text)
 	}
+}
+
+// connCount returns the number of connections the broker holds.
+func (b *testBroker) connCount() int {
+	b.srv.mu.Lock()
+	defer b.srv.mu.Unlock()
+	return len(b.srv.conns)
+}
+
+// outBytes returns the encoded bytes waiting for the broker's writers.
+func (b *testBroker) outBytes() int {
+	b.srv.mu.Lock()
+	conns := make([]*conn, 0, len(b.srv.conns))
+	for c := range b.srv.conns {
+		conns = append(conns, c)
+	}
+	b.srv.mu.Unlock()
+	n := 0
+	for _, c := range conns {
+		c.wmu.Lock()
+		n += len(c.out)
+		c.wmu.Unlock()
+	}
+	return n
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -23,7 +24,18 @@ import (
 // and prints its address.
 func TestMain(m *testing.M) {
 	if dir := os.Getenv("WARREN_CHILD_DIR"); dir != "" {
-		srv, err := New(Config{DataDir: dir, Logger: zerolog.New(os.Stderr).Level(zerolog.WarnLevel)})
+		if n, err := strconv.ParseUint(os.Getenv("WARREN_CHILD_NOFILE"), 10, 64); err == nil {
+			// A small descriptor limit, for the accept-failure test.
+			if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: n, Max: n}); err != nil {
+				fmt.Fprintln(os.Stderr, "child: setrlimit:", err)
+				os.Exit(3)
+			}
+		}
+		cfg := Config{DataDir: dir, Logger: zerolog.New(os.Stderr).Level(zerolog.WarnLevel)}
+		if n, err := strconv.Atoi(os.Getenv("WARREN_CHILD_MAXCONN")); err == nil {
+			cfg.MaxConnections = n
+		}
+		srv, err := New(cfg)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "child:", err)
 			os.Exit(3)
@@ -44,10 +56,10 @@ type child struct {
 	addr string
 }
 
-func startChild(t *testing.T, dir string) *child {
+func startChild(t *testing.T, dir string, env ...string) *child {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "WARREN_CHILD_DIR="+dir)
+	cmd.Env = append(append(os.Environ(), "WARREN_CHILD_DIR="+dir), env...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {

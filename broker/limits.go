@@ -163,7 +163,7 @@ func (q *queue) onIdleTimer() {
 	unused := len(q.consumers) == 0 && !q.deleted
 	q.mu.Unlock()
 	if unused {
-		q.vh.deleteQueue(q, "x-expires: unused")
+		q.vh.deleteQueueLogged(q, "x-expires: unused")
 	}
 }
 

@@ -27,8 +27,13 @@ func (ch *channel) exchangeDeclare(m *amqpwire.ExchangeDeclare) error {
 	if err := ch.c.checkPerm(permConfigure, "exchange", m.Exchange, m); err != nil {
 		return err
 	}
-	if _, ok := vh.exchange(m.Exchange); !ok && strings.HasPrefix(m.Exchange, "amq.") {
-		return amqpErr(amqpwire.AccessRefused, m, "exchange name '%s' contains reserved prefix 'amq.*'", m.Exchange)
+	if _, ok := vh.exchange(m.Exchange); !ok {
+		if strings.HasPrefix(m.Exchange, "amq.") {
+			return amqpErr(amqpwire.AccessRefused, m, "exchange name '%s' contains reserved prefix 'amq.*'", m.Exchange)
+		}
+		if err := checkTargetExchange(ch.c.checkPerm, m.Arguments, "alternate-exchange", "exchange", m.Exchange, vh.name, m); err != nil {
+			return err
+		}
 	}
 	if err := vh.declareExchange(m); err != nil {
 		return err
@@ -129,6 +134,11 @@ func (ch *channel) queueDeclare(m *amqpwire.QueueDeclare) error {
 	}
 	if err := ch.c.checkPerm(permConfigure, "queue", name, m); err != nil {
 		return err
+	}
+	if vh.queueByName(name) == nil {
+		if err := checkTargetExchange(ch.c.checkPerm, m.Arguments, "x-dead-letter-exchange", "queue", name, vh.name, m); err != nil {
+			return err
+		}
 	}
 	q, err := vh.declareQueue(ch.c, m, name)
 	if err != nil {
@@ -274,7 +284,10 @@ func (ch *channel) queueDelete(m *amqpwire.QueueDelete) error {
 	if m.IfEmpty && msgs > 0 {
 		return amqpErr(amqpwire.PreconditionFailed, m, "queue '%s' in vhost '%s' is not empty", q.name, vh.name)
 	}
-	n := vh.deleteQueue(q, "deleted by client")
+	n, err := vh.deleteQueue(q, "deleted by client")
+	if err != nil {
+		return err
+	}
 	if !m.NoWait {
 		ch.c.sendMethod(ch.id, &amqpwire.QueueDeleteOk{MessageCount: uint32(n)})
 	}
@@ -291,6 +304,7 @@ func (ch *channel) basicQos(m *amqpwire.BasicQos) error {
 		ch.globalPrefetch.Store(int32(m.PrefetchCount))
 	} else {
 		ch.prefetch = m.PrefetchCount
+		ch.infoPrefetch.Store(uint32(m.PrefetchCount))
 	}
 	ch.c.sendMethod(ch.id, &amqpwire.BasicQosOk{})
 	// A raised limit may free credit.
@@ -331,6 +345,9 @@ func (ch *channel) basicConsume(m *amqpwire.BasicConsume) error {
 	if dup {
 		return amqpErr(amqpwire.NotAllowed, m, "attempt to reuse consumer tag '%s'", tag)
 	}
+	if max := ch.c.s.cfg.MaxConsumers; ch.c.consumers.Load() >= int64(max) {
+		return amqpErr(amqpwire.PreconditionFailed, m, "reached maximum (%d) of consumers per connection", max)
+	}
 	c := &consumer{tag: tag, ch: ch, q: q, noAck: m.NoAck, exclusive: m.Exclusive,
 		prefetch: int32(ch.prefetch), args: m.Arguments}
 	if p, ok := m.Arguments["x-priority"]; ok {
@@ -343,6 +360,7 @@ func (ch *channel) basicConsume(m *amqpwire.BasicConsume) error {
 	ch.consMu.Lock()
 	ch.consumers[tag] = c
 	ch.consMu.Unlock()
+	ch.c.consumers.Add(1)
 	// consume-ok goes out once the queue accepted the consumer, and before
 	// its first delivery.
 	var ack func()
@@ -354,6 +372,7 @@ func (ch *channel) basicConsume(m *amqpwire.BasicConsume) error {
 		ch.consMu.Lock()
 		delete(ch.consumers, tag)
 		ch.consMu.Unlock()
+		ch.c.consumers.Add(-1)
 		if exclusiveUse {
 			return amqpErr(amqpwire.AccessRefused, m, "queue '%s' in vhost '%s' in exclusive use", q.name, q.vh.name)
 		}
@@ -368,6 +387,7 @@ func (ch *channel) basicCancel(m *amqpwire.BasicCancel) error {
 	delete(ch.consumers, m.ConsumerTag)
 	ch.consMu.Unlock()
 	if c != nil {
+		ch.c.consumers.Add(-1)
 		c.q.removeConsumer(c, true)
 	}
 	if !m.NoWait {
@@ -386,6 +406,7 @@ func (ch *channel) serverCancel(c *consumer) {
 	}
 	delete(ch.consumers, c.tag)
 	ch.consMu.Unlock()
+	ch.c.consumers.Add(-1)
 	if ch.c.capCancelNotify {
 		ch.c.sendMethod(ch.id, &amqpwire.BasicCancel{ConsumerTag: c.tag, NoWait: true})
 	}
@@ -407,14 +428,7 @@ func (ch *channel) basicGet(m *amqpwire.BasicGet) error {
 		ch.c.sendMethod(ch.id, &amqpwire.BasicGetEmpty{})
 		return nil
 	}
-	c := ch.c
-	c.wmu.Lock()
-	if !c.wclosed {
-		c.out = amqpwire.AppendMethodFrame(c.out, ch.id, ok)
-		c.out = amqpwire.AppendContentFrames(c.out, ch.id, amqpwire.ClassBasic, uint64(len(msg.Record.Body)), msg.Record.Props, msg.Record.Body, c.frameMax)
-	}
-	c.wmu.Unlock()
-	c.signal()
+	ch.c.sendContent(ch.id, ok, msg.Record.Props, msg.Record.Body)
 	return nil
 }
 
@@ -431,13 +445,7 @@ func (ch *channel) basicRecover(m amqpwire.Method, requeue bool) error {
 
 // sendReturn sends basic.return with the message content.
 func (c *conn) sendReturn(ch uint16, code uint16, text, exchange, key string, props, body []byte) {
-	c.wmu.Lock()
-	if !c.wclosed {
-		c.out = amqpwire.AppendMethodFrame(c.out, ch, &amqpwire.BasicReturn{ReplyCode: code, ReplyText: text, Exchange: exchange, RoutingKey: key})
-		c.out = amqpwire.AppendContentFrames(c.out, ch, amqpwire.ClassBasic, uint64(len(body)), props, body, c.frameMax)
-	}
-	c.wmu.Unlock()
-	c.signal()
+	c.sendContent(ch, &amqpwire.BasicReturn{ReplyCode: code, ReplyText: text, Exchange: exchange, RoutingKey: key}, props, body)
 }
 
 // randomID makes the random part of server-generated names, as RabbitMQ's

@@ -66,8 +66,15 @@ func expect[T amqpwire.Method](r *rawConn) T {
 	}
 }
 
-// open performs the handshake as guest.
+// open performs the handshake as guest, without heartbeats.
 func (r *rawConn) open() {
+	r.t.Helper()
+	r.openHeartbeat(0)
+}
+
+// openHeartbeat performs the handshake as guest with the given heartbeat
+// interval in seconds.
+func (r *rawConn) openHeartbeat(hb uint16) {
 	r.t.Helper()
 	r.send([]byte(amqpwire.ProtocolHeader))
 	expect[*amqpwire.ConnectionStart](r)
@@ -77,7 +84,7 @@ func (r *rawConn) open() {
 	if tune.ChannelMax != 2047 || tune.FrameMax != 131072 || tune.Heartbeat != 60 {
 		r.t.Fatalf("tune: %+v", tune)
 	}
-	r.method(0, &amqpwire.ConnectionTuneOk{ChannelMax: 2047, FrameMax: 131072, Heartbeat: 0})
+	r.method(0, &amqpwire.ConnectionTuneOk{ChannelMax: 2047, FrameMax: 131072, Heartbeat: hb})
 	r.method(0, &amqpwire.ConnectionOpen{VirtualHost: "/"})
 	expect[*amqpwire.ConnectionOpenOk](r)
 }

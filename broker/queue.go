@@ -53,6 +53,8 @@ type queue struct {
 	expiryTimer *time.Timer
 	expiryArmed bool
 	idleTimer   *time.Timer
+	round       roundCounts // the current delivery round's counts
+	stats       queueCounters
 }
 
 // unlock releases q.mu and republishes the dead letters gathered under it.
@@ -89,6 +91,15 @@ func (c *consumer) credit() int {
 			n = m
 		}
 	}
+	conn := c.ch.c
+	if m := conn.s.cfg.MaxUnacked - conn.unacked.Load(); m < int64(n) {
+		// The connection's bound on unacked deliveries, whatever the
+		// prefetch (a consumer with prefetch 0 that never acks).
+		n = int(m)
+		if n <= 0 {
+			conn.unackedCapped.Store(true)
+		}
+	}
 	if n < 0 {
 		n = 0
 	}
@@ -98,13 +109,20 @@ func (c *consumer) credit() int {
 // publish appends a batch of records and delivers what consumers can take.
 // onDurable (nil when nobody waits) runs once the batch is durable.
 func (q *queue) publish(recs []segment.Record, onDurable func(error)) {
+	q.vh.republish(q.append(recs, onDurable))
+}
+
+// append is publish without routing the dead letters it causes (messages
+// dropped by max-length): it returns them instead, so that republish can
+// route chains of dead letters in a loop rather than by recursion.
+func (q *queue) append(recs []segment.Record, onDurable func(error)) []segment.Record {
 	q.mu.Lock()
 	if q.deleted {
 		q.mu.Unlock()
 		if onDurable != nil {
 			onDurable(nil)
 		}
-		return
+		return nil
 	}
 	if onDurable == nil {
 		onDurable = noopDurable
@@ -119,13 +137,17 @@ func (q *queue) publish(recs []segment.Record, onDurable func(error)) {
 	}
 	if _, err := q.sq.Append(recs, onDurable); err != nil {
 		q.vh.s.log.Error().Err(err).Str("queue", q.name).Msg("append failed")
+	} else {
+		q.stats.published.Add(uint64(len(recs)))
 	}
 	q.deliverLocked() // waiting consumers first, then trim, as RabbitMQ
 	q.enforceMaxLenLocked()
 	if q.mayExpire() && !q.expiryArmed {
 		q.expireHeadLocked()
 	}
-	q.unlock()
+	dead := q.takeDeadLocked()
+	q.mu.Unlock()
+	return dead
 }
 
 func noopDurable(error) {}
@@ -145,6 +167,8 @@ func (q *queue) settle(acks, discards, requeues []uint64) {
 	if !q.deleted {
 		if len(acks) > 0 {
 			q.sq.AckMany(acks)
+			q.stats.acked.Add(uint64(len(acks)))
+			q.vh.s.totals.acked.Add(uint64(len(acks)))
 		}
 		if len(discards) > 0 {
 			if q.hasDLX {
@@ -168,13 +192,14 @@ func (q *queue) deliverLocked() {
 		return
 	}
 	q.delivering = true
-	defer func() { q.delivering = false }()
+	defer func() {
+		q.delivering = false
+		q.flushRoundLocked()
+	}()
 	if q.offerFn == nil {
 		q.offerFn = q.offer
 	}
-	if q.mayExpire() {
-		q.now = time.Now().UnixMilli()
-	}
+	q.now = time.Now().UnixMilli() // for TTL and the deliveries' age
 	for ready := q.sq.Ready(); ready > 0; {
 		q.stopped = false
 		q.sq.Deliver(deliverBatch, q.offerFn)
@@ -214,6 +239,12 @@ func (q *queue) offer(m *store.Message) store.Verdict {
 	q.sendLocked(c, m)
 	if c.noAck {
 		q.autoAcks = append(q.autoAcks, m.Seq)
+		q.round.noAck++
+	} else {
+		q.round.ack++
+	}
+	if m.Redelivered {
+		q.round.redelivered++
 	}
 	return store.Take
 }
@@ -251,9 +282,10 @@ func (q *queue) sendLocked(c *consumer, m *store.Message) {
 	ch.nextTag++
 	tag := ch.nextTag
 	if !c.noAck {
-		ch.pushUnackedLocked(delivery{tag: tag, q: q, seq: m.Seq, cons: c})
+		ch.pushUnackedLocked(delivery{tag: tag, q: q, seq: m.Seq, cons: c, at: q.now})
 		c.unacked.Add(1)
 		ch.unackedN.Add(1)
+		conn.unacked.Add(1)
 	}
 	d := &q.deliver
 	d.ConsumerTag = c.tag
@@ -303,15 +335,29 @@ func (q *queue) get(ch *channel, noAck bool) (*amqpwire.BasicGetOk, *store.Messa
 		m.Record.Body = slices.Clone(msg.Record.Body)
 		return store.Take
 	})
+	t := &q.vh.s.totals
 	if taken == 0 {
+		t.getEmpty.Add(1)
 		return nil, nil
+	}
+	if noAck {
+		q.stats.getNoAck.Add(1)
+		t.getNoAck.Add(1)
+	} else {
+		q.stats.getAck.Add(1)
+		t.getAck.Add(1)
+	}
+	if m.Redelivered {
+		q.stats.redelivered.Add(1)
+		t.redelivered.Add(1)
 	}
 	ch.umu.Lock()
 	ch.nextTag++
 	tag := ch.nextTag
 	if !noAck {
-		ch.pushUnackedLocked(delivery{tag: tag, q: q, seq: m.Seq})
+		ch.pushUnackedLocked(delivery{tag: tag, q: q, seq: m.Seq, at: q.now})
 		ch.unackedN.Add(1)
+		ch.c.unacked.Add(1)
 	}
 	ch.umu.Unlock()
 	if noAck {
@@ -358,7 +404,7 @@ func (q *queue) removeConsumer(c *consumer, mayAutoDelete bool) {
 	q.deliverLocked() // with single active consumer, the next one takes over
 	q.unlock()
 	if auto {
-		q.vh.deleteQueue(q, "auto-delete: last consumer gone")
+		q.vh.deleteQueueLogged(q, "auto-delete: last consumer gone")
 	}
 }
 

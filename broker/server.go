@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -25,6 +26,14 @@ type Config struct {
 	AMQPListen string
 	// HTTPListen is the management HTTP listen address (reserved).
 	HTTPListen string
+	// AMQPSListen is the AMQP-over-TLS listen address (none by default;
+	// RabbitMQ's port is 5671). It needs TLS.
+	AMQPSListen string
+	// TLS configures the AMQPS listener (see LoadTLSConfig).
+	TLS *tls.Config
+	// CertLoginFrom picks the user name a client certificate logs in as
+	// with EXTERNAL: "common_name" (default) or "distinguished_name".
+	CertLoginFrom string
 	// Logger receives the server's logs.
 	Logger zerolog.Logger
 	// FrameMax is the largest frame the server accepts (default 131072).
@@ -35,12 +44,44 @@ type Config struct {
 	Heartbeat time.Duration
 	// HandshakeTimeout drops connections that do not finish the handshake.
 	HandshakeTimeout time.Duration
+	// WriteTimeout is how long the peer may neither read nor send before
+	// its connection is dropped (default 30 s). A slow reader whose
+	// heartbeats arrive is never dropped.
+	WriteTimeout time.Duration
+	// MaxUnacked bounds the deliveries awaiting an ack on one connection,
+	// whatever the consumers' prefetch (default 100,000): past it the
+	// connection's consumers get nothing more until they ack.
+	MaxUnacked int64
+	// MaxTxBytes bounds the uncommitted transactional publishes held for
+	// one connection (default 64 MiB): the publish that would pass it
+	// closes its channel with 406 PRECONDITION_FAILED.
+	MaxTxBytes int
+	// MemoryHighWatermark and DiskFreeLimit raise the resource alarms that
+	// block publishers (see SetMemoryHighWatermark and SetDiskFreeLimit for
+	// the syntax; defaults "0.4" and "50MB").
+	MemoryHighWatermark, DiskFreeLimit string
+	// AlarmInterval is how often memory and disk are sampled (default 1 s).
+	AlarmInterval time.Duration
+	// MaxConsumers bounds the consumers of one connection (default
+	// 10,000); basic.consume past it fails with 406.
+	MaxConsumers int
+	// MaxQueues bounds the queues of the node (default 1,000,000); a
+	// declare past it fails with 406.
+	MaxQueues int
+	// ConsumerTimeout closes, with 406, a channel holding a delivery
+	// unacknowledged for longer (default 30 minutes, as RabbitMQ).
+	ConsumerTimeout time.Duration
 	// MaxMessageSize is the largest message body accepted (default 16 MiB).
 	MaxMessageSize uint64
 	// SegmentSize is the size at which queue logs roll (default from store).
 	SegmentSize int64
 	// DefaultUser and DefaultPass seed a fresh data directory (guest/guest).
 	DefaultUser, DefaultPass string
+	// MaxConnections bounds the open connections, handshakes included;
+	// connections beyond it are closed at once. 0 derives it from the
+	// process's file descriptor limit (leaving room for the store's files);
+	// negative means no limit.
+	MaxConnections int
 }
 
 func (c *Config) setDefaults() {
@@ -62,8 +103,41 @@ func (c *Config) setDefaults() {
 	if c.HandshakeTimeout == 0 {
 		c.HandshakeTimeout = 10 * time.Second
 	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = 30 * time.Second
+	}
+	if c.MaxUnacked == 0 {
+		c.MaxUnacked = 100_000
+	}
+	if c.MaxTxBytes == 0 {
+		c.MaxTxBytes = 64 << 20
+	}
+	if c.MemoryHighWatermark == "" {
+		c.MemoryHighWatermark = DefaultMemoryHighWatermark
+	}
+	if c.DiskFreeLimit == "" {
+		c.DiskFreeLimit = DefaultDiskFreeLimit
+	}
+	if c.AlarmInterval == 0 {
+		c.AlarmInterval = time.Second
+	}
+	if c.MaxConsumers == 0 {
+		c.MaxConsumers = 10_000
+	}
+	if c.MaxQueues == 0 {
+		c.MaxQueues = 1_000_000
+	}
+	if c.ConsumerTimeout == 0 {
+		c.ConsumerTimeout = 30 * time.Minute
+	}
 	if c.MaxMessageSize == 0 {
 		c.MaxMessageSize = 16 << 20
+	}
+	if c.CertLoginFrom == "" {
+		c.CertLoginFrom = "common_name"
+	}
+	if c.MaxConnections == 0 {
+		c.MaxConnections = defaultMaxConnections()
 	}
 	if c.DefaultUser == "" {
 		c.DefaultUser, c.DefaultPass = "guest", "guest"
@@ -82,7 +156,15 @@ type Server struct {
 	users  map[string]*user
 	conns  map[*conn]struct{}
 
-	ln      net.Listener
+	queueCount atomic.Int64 // queues of every vhost, bounded by MaxQueues
+
+	alarm      alarms
+	alarmed    atomic.Bool // some resource alarm is active: block publishers
+	stopAlarms chan struct{}
+
+	lns     []net.Listener
+	started time.Time
+	totals  totals
 	closing atomic.Bool
 	connWG  sync.WaitGroup
 	connSeq atomic.Uint64
@@ -110,7 +192,17 @@ func New(cfg Config) (*Server, error) {
 		users:  make(map[string]*user),
 		conns:  make(map[*conn]struct{}),
 	}
+	s.alarm.cleared = make(chan struct{})
+	if err := s.SetMemoryHighWatermark(cfg.MemoryHighWatermark); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	if err := s.SetDiskFreeLimit(cfg.DiskFreeLimit); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("broker: %w", err)
+	}
 	start := time.Now()
+	s.started = start
 	st, err := store.Open(store.Options{
 		Dir:         cfg.DataDir,
 		SegmentSize: cfg.SegmentSize,
@@ -132,7 +224,23 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.log.Info().Str("data_dir", cfg.DataDir).Int("vhosts", len(s.vhosts)).
 		Dur("recovery", time.Since(start)).Msg("storage recovered")
+	s.stopAlarms = make(chan struct{})
+	go s.alarmLoop()
+	if s.cfg.ConsumerTimeout > 0 {
+		go s.consumerTimeoutLoop()
+	}
 	return s, nil
+}
+
+// defaultMaxConnections leaves a quarter of the descriptor limit (at most
+// 4096) to the store, the index and the listeners.
+func defaultMaxConnections() int {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Cur > 1<<30 {
+		return -1
+	}
+	n := int(rl.Cur)
+	return max(n-min(n/4, 4096), 1)
 }
 
 func lockDir(dir string) (*os.File, error) {
@@ -150,50 +258,80 @@ func lockDir(dir string) (*os.File, error) {
 	return f, nil
 }
 
-// ListenAndServe listens on the configured AMQP address and serves until
-// Shutdown.
+// ListenAndServe listens on the configured AMQP address (and the AMQPS
+// one, when set) and serves until Shutdown.
 func (s *Server) ListenAndServe() error {
 	ln, err := net.Listen("tcp", s.cfg.AMQPListen)
 	if err != nil {
 		return fmt.Errorf("broker: listen: %w", err)
 	}
+	if s.cfg.AMQPSListen != "" {
+		if s.cfg.TLS == nil {
+			ln.Close()
+			return errors.New("broker: an AMQPS listener needs a TLS certificate and key")
+		}
+		tln, err := net.Listen("tcp", s.cfg.AMQPSListen)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("broker: listen: %w", err)
+		}
+		errc := make(chan error, 1)
+		go func() { errc <- s.Serve(tls.NewListener(tln, s.cfg.TLS)) }()
+		err = s.Serve(ln)
+		if terr := <-errc; err == nil {
+			err = terr
+		}
+		return err
+	}
 	return s.Serve(ln)
 }
 
-// Serve accepts AMQP connections on ln until Shutdown.
+// Serve accepts AMQP connections on ln until Shutdown; a listener from
+// tls.NewListener serves AMQPS. Accept errors (out of file descriptors, a
+// network hiccup) never stop it: it logs them and retries after a growing
+// pause, as net/http does. Beyond MaxConnections a new connection is
+// closed at once.
 func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
-	s.ln = ln
+	if s.closing.Load() {
+		s.mu.Unlock()
+		ln.Close()
+		return nil
+	}
+	s.lns = append(s.lns, ln)
 	s.mu.Unlock()
 	s.log.Info().Str("addr", ln.Addr().String()).Msg("accepting AMQP connections")
 	var delay time.Duration
+	var refused refusalLog
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
-			if s.closing.Load() {
+			if s.closing.Load() || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				if delay == 0 {
-					delay = 5 * time.Millisecond
-				} else if delay < time.Second {
-					delay *= 2
-				}
-				s.log.Warn().Err(err).Msg("accept failed; retrying")
-				time.Sleep(delay)
-				continue
+			if delay == 0 {
+				delay = 5 * time.Millisecond
+			} else if delay < time.Second {
+				delay = min(2*delay, time.Second)
 			}
-			return fmt.Errorf("broker: accept: %w", err)
+			s.log.Error().Err(err).Dur("retry_in", delay).Msg("accept failed; retrying")
+			time.Sleep(delay)
+			continue
 		}
 		delay = 0
-		c := newConn(s, nc)
 		s.mu.Lock()
 		if s.closing.Load() {
 			s.mu.Unlock()
 			nc.Close()
 			continue
 		}
+		if max := s.cfg.MaxConnections; max > 0 && len(s.conns) >= max {
+			s.mu.Unlock()
+			nc.Close()
+			refused.note(s.log, nc.RemoteAddr(), max)
+			continue
+		}
+		c := newConn(s, nc)
 		s.conns[c] = struct{}{}
 		s.connWG.Add(1)
 		s.mu.Unlock()
@@ -201,14 +339,30 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 }
 
+// refusalLog logs connections refused at the connection limit, at most one
+// line a second with the count since the last line.
+type refusalLog struct {
+	last  time.Time
+	count int
+}
+
+func (r *refusalLog) note(log zerolog.Logger, peer net.Addr, max int) {
+	r.count++
+	if now := time.Now(); now.Sub(r.last) >= time.Second {
+		log.Warn().Str("peer", peer.String()).Int("max_connections", max).Int("refused", r.count).
+			Msg("connection refused: connection limit reached")
+		r.last, r.count = now, 0
+	}
+}
+
 // Addr is the address the server accepts on, once Serve runs.
 func (s *Server) Addr() net.Addr {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.ln == nil {
+	if len(s.lns) == 0 {
 		return nil
 	}
-	return s.ln.Addr()
+	return s.lns[0].Addr()
 }
 
 func (s *Server) removeConn(c *conn) {
@@ -225,9 +379,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if !s.closing.CompareAndSwap(false, true) {
 		return nil
 	}
+	close(s.stopAlarms)
 	s.mu.Lock()
-	if s.ln != nil {
-		s.ln.Close()
+	for _, ln := range s.lns {
+		ln.Close()
 	}
 	conns := make([]*conn, 0, len(s.conns))
 	for c := range s.conns {

@@ -131,37 +131,61 @@ func (vh *vhost) declareExchange(m *amqpwire.ExchangeDeclare) error {
 func (vh *vhost) deleteExchange(m amqpwire.Method, name string, ifUnused bool) error {
 	vh.mu.Lock()
 	defer vh.mu.Unlock()
-	x, ok := vh.topo.Exchange(name)
-	if !ok {
+	if _, ok := vh.topo.Exchange(name); !ok {
 		return nil // delete of a missing exchange is ok, as in RabbitMQ
 	}
-	removed, autoDeleted, err := vh.topo.DeleteExchange(name, ifUnused)
+	if ifUnused && len(vh.topo.BindingsFrom(name)) > 0 {
+		return amqpErr(amqpwire.PreconditionFailed, m, "exchange '%s' in vhost '%s' in use", name, vh.name)
+	}
+	// The definitions go from the index first: if that fails, nothing
+	// changed and the client is told.
+	b := vh.s.store.Index().NewDefsBatch()
+	b.DeleteExchange(vh.name, name)
+	for _, bd := range vh.topo.BindingsFrom(name) {
+		b.DeleteBinding(indexBinding(vh.name, bd))
+	}
+	for _, bd := range vh.topo.BindingsTo(name) {
+		b.DeleteBinding(indexBinding(vh.name, bd))
+	}
+	if err := b.Commit(); err != nil {
+		return vh.storageErr(m, "delete exchange", name, err)
+	}
+	_, autoDeleted, err := vh.topo.DeleteExchange(name, ifUnused)
 	if err != nil {
-		if errors.Is(err, router.ErrInUse) {
-			return amqpErr(amqpwire.PreconditionFailed, m, "exchange '%s' in vhost '%s' in use", name, vh.name)
-		}
 		if errors.Is(err, router.ErrNotFound) {
 			return nil
 		}
 		return amqpErr(amqpwire.InternalError, m, "%v", err)
 	}
-	idx := vh.s.store.Index()
-	if x.Durable {
-		idx.DeleteExchange(vh.name, name)
-	}
-	vh.forgetLocked(removed, autoDeleted)
+	vh.forgetLocked(nil, autoDeleted)
 	vh.refreshLocked()
 	return nil
 }
 
-// forgetLocked removes persisted bindings and auto-deleted exchanges.
+// storageErr logs an index write that failed and returns the 541
+// INTERNAL_ERROR the client gets for it.
+func (vh *vhost) storageErr(m amqpwire.Method, op, name string, err error) error {
+	vh.s.log.Error().Err(err).Str("vhost", vh.name).Str("name", name).Str("op", op).Msg("definition not persisted")
+	return amqpErr(amqpwire.InternalError, m, "%s '%s' in vhost '%s': %v", op, name, vh.name, err)
+}
+
+// forgetLocked removes from the index the bindings and auto-deleted
+// exchanges a topology change took away after the change itself was
+// persisted. A failure is logged: the definitions come back at restart.
 func (vh *vhost) forgetLocked(removed []router.Binding, autoDeleted []string) {
-	idx := vh.s.store.Index()
-	for _, b := range removed {
-		idx.DeleteBinding(indexBinding(vh.name, b))
+	if len(removed) == 0 && len(autoDeleted) == 0 {
+		return
+	}
+	b := vh.s.store.Index().NewDefsBatch()
+	for _, bd := range removed {
+		b.DeleteBinding(indexBinding(vh.name, bd))
 	}
 	for _, name := range autoDeleted {
-		idx.DeleteExchange(vh.name, name)
+		b.DeleteExchange(vh.name, name)
+	}
+	if err := b.Commit(); err != nil {
+		vh.s.log.Error().Err(err).Str("vhost", vh.name).Int("bindings", len(removed)).Strs("exchanges", autoDeleted).
+			Msg("removed definitions not persisted; they return at restart")
 	}
 }
 
@@ -226,7 +250,7 @@ func (vh *vhost) unbind(m amqpwire.Method, src, dst string, toExchange bool, key
 		}
 	}
 	b := router.Binding{Source: src, Destination: dst, DestKind: kind, Key: key, Args: args}
-	found, removed, autoDeleted, err := vh.topo.Unbind(b)
+	found, _, autoDeleted, err := vh.topo.Unbind(b)
 	if err != nil {
 		if errors.Is(err, router.ErrDefaultExchange) {
 			return amqpErr(amqpwire.AccessRefused, m, "operation not permitted on the default exchange")
@@ -235,10 +259,12 @@ func (vh *vhost) unbind(m amqpwire.Method, src, dst string, toExchange bool, key
 	}
 	if found {
 		if err := vh.s.store.Index().DeleteBinding(indexBinding(vh.name, b)); err != nil && !errors.Is(err, index.ErrNotFound) {
-			return amqpErr(amqpwire.InternalError, m, "forget binding: %v", err)
+			vh.topo.Bind(b) // still persisted: keep it routing
+			vh.refreshLocked()
+			return vh.storageErr(m, "unbind", src+" -> "+dst, err)
 		}
 	}
-	vh.forgetLocked(removed, autoDeleted)
+	vh.forgetLocked(nil, autoDeleted)
 	vh.refreshLocked()
 	return nil
 }
@@ -317,6 +343,9 @@ func (vh *vhost) declareQueue(c *conn, m *amqpwire.QueueDeclare, name string) (*
 		q.mu.Unlock()
 		return q, nil
 	}
+	if max := vh.s.cfg.MaxQueues; vh.s.queueCount.Load() >= int64(max) {
+		return nil, amqpErr(amqpwire.PreconditionFailed, m, "cannot declare queue '%s' in vhost '%s': queue limit (%d) is reached", name, vh.name, max)
+	}
 	q := &queue{vh: vh, name: name, durable: m.Durable, exclusive: m.Exclusive, autoDelete: m.AutoDelete, args: m.Arguments}
 	q.queueLimits()
 	if m.Exclusive {
@@ -337,6 +366,7 @@ func (vh *vhost) declareQueue(c *conn, m *amqpwire.QueueDeclare, name string) (*
 		}
 	}
 	vh.queues[name] = q
+	vh.s.queueCount.Add(1)
 	vh.publishQueuesLocked()
 	q.mu.Lock()
 	q.touchLocked()
@@ -438,20 +468,31 @@ func newQueueID() string {
 
 // deleteQueue removes a queue: bindings, consumers (told with basic.cancel),
 // store and definition. It returns the number of ready messages dropped.
-func (vh *vhost) deleteQueue(q *queue, reason string) int {
+// The definition leaves the index first; if that fails the queue stays as
+// it was and the error is returned.
+func (vh *vhost) deleteQueue(q *queue, reason string) (int, error) {
 	vh.mu.Lock()
 	if vh.queues[q.name] != q {
 		vh.mu.Unlock()
-		return 0
+		return 0, nil
+	}
+	if q.durable && !q.exclusive {
+		b := vh.s.store.Index().NewDefsBatch()
+		b.DeleteQueue(vh.name, q.name)
+		for _, bd := range vh.topo.BindingsOf(q.name) {
+			b.DeleteBinding(indexBinding(vh.name, bd))
+		}
+		if err := b.Commit(); err != nil {
+			vh.mu.Unlock()
+			return 0, vh.storageErr(nil, "delete queue", q.name, err)
+		}
 	}
 	delete(vh.queues, q.name)
+	vh.s.queueCount.Add(-1)
 	vh.publishQueuesLocked()
-	removed, autoDeleted := vh.topo.RemoveQueue(q.name)
-	vh.forgetLocked(removed, autoDeleted)
+	_, autoDeleted := vh.topo.RemoveQueue(q.name)
+	vh.forgetLocked(nil, autoDeleted)
 	vh.refreshLocked()
-	if q.durable && !q.exclusive {
-		vh.s.store.Index().DeleteQueue(vh.name, q.name)
-	}
 	q.mu.Lock()
 	q.deleted = true
 	q.stopTimersLocked()
@@ -475,7 +516,15 @@ func (vh *vhost) deleteQueue(q *queue, reason string) int {
 		vh.s.log.Error().Err(err).Str("queue", q.name).Msg("deleting queue data failed")
 	}
 	vh.s.log.Debug().Str("vhost", vh.name).Str("queue", q.name).Str("reason", reason).Msg("queue deleted")
-	return n
+	return n, nil
+}
+
+// deleteQueueLogged is deleteQueue for the broker's own deletions
+// (auto-delete, exclusive owner gone, x-expires): a failure is logged.
+func (vh *vhost) deleteQueueLogged(q *queue, reason string) {
+	if _, err := vh.deleteQueue(q, reason); err != nil {
+		vh.s.log.Error().Err(err).Str("queue", q.name).Str("reason", reason).Msg("queue not deleted")
+	}
 }
 
 // purge drops every ready message of the queue.

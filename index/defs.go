@@ -9,6 +9,11 @@ import (
 // VHost is a virtual host definition.
 type VHost struct {
 	Name string
+	// Description, Tags and DefaultQueueType are the metadata RabbitMQ
+	// keeps for a vhost; they change nothing in Warren's behaviour.
+	Description      string
+	Tags             []string
+	DefaultQueueType string
 }
 
 // HashAlgorithm names the password hashing scheme of a User.
@@ -95,9 +100,50 @@ type Binding struct {
 
 // ---- vhosts ----
 
+// vhostMetaVersion is the value version of a vhost with metadata; a vhost
+// without metadata keeps the bare version-1 value. Part of the format, do
+// not change.
+const vhostMetaVersion = 2
+
+func encodeVHost(v VHost) []byte {
+	if v.Description == "" && len(v.Tags) == 0 && v.DefaultQueueType == "" {
+		return []byte{valueVersion}
+	}
+	b := []byte{vhostMetaVersion}
+	b = appendBytes(b, v.Description)
+	b = binary.AppendUvarint(b, uint64(len(v.Tags)))
+	for _, t := range v.Tags {
+		b = appendBytes(b, t)
+	}
+	return appendBytes(b, v.DefaultQueueType)
+}
+
+func decodeVHost(name string, v []byte) (VHost, error) {
+	out := VHost{Name: name}
+	if len(v) > 0 && v[0] == vhostMetaVersion {
+		r := &valueReader{b: v[1:]}
+		out.Description = r.str()
+		if n := r.count(1); n > 0 {
+			out.Tags = make([]string, n)
+			for i := range out.Tags {
+				out.Tags[i] = r.str()
+			}
+		}
+		out.DefaultQueueType = r.str()
+		if err := r.done(); err != nil {
+			return VHost{}, fmt.Errorf("vhost %q: %w", name, err)
+		}
+		return out, nil
+	}
+	if err := newValueReader(v).done(); err != nil {
+		return VHost{}, fmt.Errorf("vhost %q: %w", name, err)
+	}
+	return out, nil
+}
+
 // PutVHost creates or replaces a vhost.
 func (db *DB) PutVHost(v VHost) error {
-	return db.set(keyOf(kindVHost, v.Name), []byte{valueVersion})
+	return db.set(keyOf(kindVHost, v.Name), encodeVHost(v))
 }
 
 // GetVHost returns the named vhost or ErrNotFound.
@@ -106,10 +152,7 @@ func (db *DB) GetVHost(name string) (VHost, error) {
 	if err != nil {
 		return VHost{}, fmt.Errorf("vhost %q: %w", name, err)
 	}
-	if err := newValueReader(v).done(); err != nil {
-		return VHost{}, fmt.Errorf("vhost %q: %w", name, err)
-	}
-	return VHost{Name: name}, nil
+	return decodeVHost(name, v)
 }
 
 // DeleteVHost deletes a vhost together with its exchanges, queues, bindings,
@@ -129,12 +172,21 @@ func (db *DB) DeleteVHost(name string) error {
 		return err
 	}
 	ops := []jop{{op: 'D', key: vkey}}
-	for _, kind := range []byte{kindExchange, kindQueue, kindBinding} {
+	for _, kind := range []byte{kindExchange, kindQueue, kindBinding, kindPolicy} {
 		p := keyOf(kind, name)
 		ops = append(ops, jop{op: 'R', key: p, value: prefixEnd(p)})
 	}
 	for _, q := range queues {
 		ops = append(ops, jop{op: 'D', key: keyOf(kindLogState, q.ID)})
+	}
+	params, err := db.Parameters()
+	if err != nil {
+		return err
+	}
+	for _, p := range params {
+		if p.VHost == name {
+			ops = append(ops, jop{op: 'D', key: keyOf(kindParameter, p.Component, p.VHost, p.Name)})
+		}
 	}
 	for _, p := range perms {
 		if p.VHost == name {
@@ -156,10 +208,11 @@ func (db *DB) VHosts() ([]VHost, error) {
 		if err := r.done(); err != nil {
 			return err
 		}
-		if err := newValueReader(v).done(); err != nil {
-			return fmt.Errorf("vhost %q: %w", name, err)
+		vh, err := decodeVHost(name, v)
+		if err != nil {
+			return err
 		}
-		out = append(out, VHost{Name: name})
+		out = append(out, vh)
 		return nil
 	})
 	return out, err

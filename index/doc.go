@@ -1,8 +1,9 @@
 // Package index is Warren's metadata store: the only package that opens a
 // Pebble database. It holds the broker's definitions (vhosts, users,
-// permissions, exchanges, queues, bindings) and, for every durable queue, the
-// state of its message log (segments, next sequence, ack watermark, acked
-// ranges above the watermark, highest sequence delivered).
+// permissions, exchanges, queues, bindings, policies, runtime parameters)
+// and, for every durable queue, the state of its message log (segments, next
+// sequence, ack watermark, acked ranges above the watermark, highest sequence
+// delivered).
 //
 // Definitions change rarely and are written one synced Pebble write at a
 // time. Log state changes with every ack; the store gathers it in a Batch
@@ -29,6 +30,9 @@
 //	 'B'  'B' esc(vhost) esc(source) kind esc(destination)     binding
 //	          esc(routing key) esc(arguments)
 //	 'L'  'L' esc(queue ID)                                    log state
+//	 'Y'  'Y' esc(vhost) esc(policy)                           policy
+//	 'R'  'R' esc(component) esc(vhost) esc(name)              runtime parameter
+//	 'G'  'G' esc(name)                                        global parameter
 //
 // The binding's destination kind byte is 'q' (queue) or 'x' (exchange). A
 // binding is identified by all of its fields, arguments included, as in
@@ -40,12 +44,16 @@
 // varints (encoding/binary), strings and byte strings are a varint length
 // followed by the bytes, booleans are packed into one flags byte.
 //
-//	vhost       version
+//	vhost       version 1 (no metadata), or version 2, string(description),
+//	            varint(n), n x string(tag), string(default queue type)
 //	user        version, algorithm byte, bytes(hash), varint(n), n x string(tag)
 //	permission  version, string(configure), string(write), string(read)
 //	exchange    version, string(type), flags(durable=1 auto-delete=2 internal=4), bytes(arguments)
 //	queue       version, string(id), flags(durable=1 exclusive=2 auto-delete=4), bytes(arguments)
 //	binding     version
+//	policy      version, string(pattern), string(apply-to), varint(priority, signed),
+//	            bytes(definition JSON)
+//	parameter   version, bytes(value JSON)   (runtime and global parameters)
 //	log state   version, varint(next seq), varint(watermark), varint(delivered),
 //	            varint(n), n x varint(segment base delta from previous base),
 //	            varint(m), m x (varint(lo - previous hi), varint(hi - lo))

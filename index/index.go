@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -72,6 +73,27 @@ type DB struct {
 	// jmu is held across a journal append and the matching Pebble commit.
 	jmu sync.Mutex
 	j   *journal
+
+	// failDefs, when set, is returned by every definition write (tests).
+	failDefs atomic.Pointer[error]
+}
+
+// FailDefinitionWritesForTesting makes every later definition write fail
+// with err (nil restores normal writes), so tests can check how callers
+// handle an index that cannot be written.
+func (db *DB) FailDefinitionWritesForTesting(err error) {
+	if err == nil {
+		db.failDefs.Store(nil)
+		return
+	}
+	db.failDefs.Store(&err)
+}
+
+func (db *DB) defsWriteErr() error {
+	if p := db.failDefs.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 func (o *Options) fs() vfs.FS {
@@ -145,7 +167,8 @@ func (db *DB) openJournal() error {
 // Pebble. Called with jmu held (or before the DB is shared).
 func (db *DB) compactLocked() error {
 	var ops []jop
-	for _, kind := range []byte{kindVHost, kindUser, kindPermission, kindExchange, kindQueue, kindBinding} {
+	for _, kind := range []byte{kindVHost, kindUser, kindPermission, kindExchange, kindQueue, kindBinding,
+		kindPolicy, kindParameter, kindGlobal} {
 		err := db.scanLocked([]byte{kind}, func(k, v []byte) error {
 			ops = append(ops, jop{op: 'S', key: append([]byte(nil), k...), value: append([]byte(nil), v...)})
 			return nil
@@ -287,6 +310,9 @@ func (db *DB) write(ops []jop) error {
 	}
 	if db.readOnly {
 		return ErrReadOnly
+	}
+	if err := db.defsWriteErr(); err != nil {
+		return fmt.Errorf("index: write: %w", err)
 	}
 	db.jmu.Lock()
 	defer db.jmu.Unlock()

@@ -51,7 +51,8 @@ func isDefinition(key []byte) bool {
 		return false
 	}
 	switch key[0] {
-	case kindVHost, kindUser, kindPermission, kindExchange, kindQueue, kindBinding:
+	case kindVHost, kindUser, kindPermission, kindExchange, kindQueue, kindBinding,
+		kindPolicy, kindParameter, kindGlobal:
 		return true
 	}
 	return false

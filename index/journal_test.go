@@ -15,7 +15,8 @@ import (
 func defsOf(t *testing.T, db *DB) map[string]string {
 	t.Helper()
 	out := map[string]string{}
-	for _, kind := range []byte{kindVHost, kindUser, kindPermission, kindExchange, kindQueue, kindBinding} {
+	for _, kind := range []byte{kindVHost, kindUser, kindPermission, kindExchange, kindQueue, kindBinding,
+		kindPolicy, kindParameter, kindGlobal} {
 		if err := db.scan([]byte{kind}, func(k, v []byte) error {
 			out[string(k)] = string(v)
 			return nil
@@ -40,6 +41,8 @@ func populate(t *testing.T, db *DB, n int) {
 		must(db.PutUser(User{Name: "u-" + vh, PasswordHash: []byte{1, 2, 3}, HashAlgorithm: HashSHA256, Tags: []string{"a"}}))
 		must(db.PutPermission(Permission{User: "u-" + vh, VHost: vh, Configure: ".*", Write: "w", Read: "r"}))
 		must(db.PutExchange(Exchange{VHost: vh, Name: "x", Type: "topic", Durable: true, Arguments: []byte{9}}))
+		must(db.PutPolicy(Policy{VHost: vh, Name: "p", Pattern: "^q", ApplyTo: "queues", Definition: []byte(`{}`)}))
+		must(db.PutParameter(Parameter{Component: "c", VHost: vh, Name: "n", Value: []byte(`1`)}))
 		for i := 0; i < n; i++ {
 			q := Queue{VHost: vh, Name: fmt.Sprintf("q%d", i), ID: fmt.Sprintf("%s-%d", vh, i), Durable: true}
 			b := db.NewBatch()
@@ -51,6 +54,7 @@ func populate(t *testing.T, db *DB, n int) {
 	}
 	must(db.DeleteQueue("/", "q1"))
 	must(db.DeleteBinding(Binding{VHost: "/", Source: "x", Destination: "q1", DestinationKind: DestQueue, RoutingKey: "k"}))
+	must(db.PutGlobalParameter(GlobalParameter{Name: "cluster_name", Value: []byte(`"w"`)}))
 	must(db.DeleteVHost("gone"))
 	must(db.DeleteUser("u-gone"))
 }

@@ -15,6 +15,9 @@ const (
 	kindQueue      = 'Q'
 	kindBinding    = 'B'
 	kindLogState   = 'L'
+	kindPolicy     = 'Y'
+	kindParameter  = 'R'
+	kindGlobal     = 'G'
 )
 
 // Escape bytes. Part of the format, do not change.

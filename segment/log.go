@@ -994,6 +994,17 @@ func (l *Log) Stats() Stats {
 	return l.stats
 }
 
+// DiskUsage returns the number of segment files and the bytes of valid
+// chunks they hold (what reclaiming would give back, headers included).
+func (l *Log) DiskUsage() (segments int, bytes int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, s := range l.segs {
+		bytes += s.size
+	}
+	return len(l.segs), bytes
+}
+
 // Dir returns the log's directory.
 func (l *Log) Dir() string { return l.dir }
 

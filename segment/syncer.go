@@ -10,6 +10,21 @@ import (
 	"github.com/rs/zerolog"
 )
 
+// SyncBuckets are the upper bounds, in seconds, of the sync round latency
+// histogram kept by every Syncer.
+var SyncBuckets = []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5}
+
+// SyncStats describes the sync rounds run so far.
+type SyncStats struct {
+	// Rounds counts sync rounds started.
+	Rounds int64
+	// Counts[i] counts finished rounds that took at most SyncBuckets[i] seconds
+	// (and more than the bound before); the last element counts the rest.
+	Counts []uint64
+	// Seconds is the total time spent in rounds.
+	Seconds float64
+}
+
 // SyncerOptions configures a Syncer.
 type SyncerOptions struct {
 	// Hook, if set, runs once per round after every dirty log of the round
@@ -49,6 +64,9 @@ type Syncer struct {
 	failing []*Log // owned by the loop
 	done    chan struct{}
 	rounds  atomic.Int64
+	// round latency, guarded by mu
+	latency    [16]uint64 // per SyncBuckets, then +Inf
+	latencySum time.Duration
 }
 
 // NewSyncer starts a Syncer goroutine; stop it with Close.
@@ -112,6 +130,28 @@ func (s *Syncer) Add(l *Log, done func(error)) {
 
 // Rounds returns how many sync rounds have run.
 func (s *Syncer) Rounds() int64 { return s.rounds.Load() }
+
+// Stats returns the round count and the round latency histogram.
+func (s *Syncer) Stats() SyncStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := SyncStats{Rounds: s.rounds.Load(), Counts: make([]uint64, len(SyncBuckets)+1), Seconds: s.latencySum.Seconds()}
+	copy(st.Counts, s.latency[:])
+	return st
+}
+
+// observe records one round's duration.
+func (s *Syncer) observe(d time.Duration) {
+	sec := d.Seconds()
+	i := 0
+	for i < len(SyncBuckets) && sec > SyncBuckets[i] {
+		i++
+	}
+	s.mu.Lock()
+	s.latency[i]++
+	s.latencySum += d
+	s.mu.Unlock()
+}
 
 // job is one log of a round with the waiters registered before it began.
 type job struct {
@@ -186,11 +226,13 @@ func (s *Syncer) loop() {
 			continue
 		}
 		s.rounds.Add(1)
+		start := time.Now()
 		s.run(jobs, closed)
 		var hookErr error
 		if s.opts.Hook != nil {
 			hookErr = s.opts.Hook()
 		}
+		s.observe(time.Since(start))
 		for i := range jobs {
 			j := &jobs[i]
 			if j.err != nil && !closed && !errors.Is(j.err, ErrClosed) {

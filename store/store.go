@@ -622,6 +622,40 @@ func (s *Store) Unclaimed() []Recovered {
 	return out
 }
 
+// Stats are the store's storage figures.
+type Stats struct {
+	// Queues counts open queue logs; Segments their segment files and
+	// DiskBytes the bytes of valid chunks in them.
+	Queues, Segments int
+	DiskBytes        int64
+	// RawBytes and StoredBytes are the payload sizes of the chunks written
+	// since the broker started, before and after compression.
+	RawBytes, StoredBytes int64
+	// Sync describes the group-commit rounds.
+	Sync segment.SyncStats
+}
+
+// Stats returns the current storage figures. It takes each log's lock
+// briefly; call it at scrape rate, not per message.
+func (s *Store) Stats() Stats {
+	s.mu.Lock()
+	logs := make([]*segment.Log, 0, len(s.queues))
+	for _, q := range s.queues {
+		logs = append(logs, q.log)
+	}
+	s.mu.Unlock()
+	st := Stats{Queues: len(logs), Sync: s.syncer.Stats()}
+	for _, l := range logs {
+		n, b := l.DiskUsage()
+		st.Segments += n
+		st.DiskBytes += b
+		ls := l.Stats()
+		st.RawBytes += ls.RawBytes
+		st.StoredBytes += ls.StoredBytes
+	}
+	return st
+}
+
 // Index returns the store's index, for the broker's definitions.
 func (s *Store) Index() *index.DB { return s.db }
 

@@ -6,9 +6,11 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"net/http"
 	_ "net/http/pprof" // served only with --pprof-listen
 	"os"
@@ -19,6 +21,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/warrenmq/warren/admin"
 	"github.com/warrenmq/warren/broker"
 )
 
@@ -30,9 +33,26 @@ func run(args []string) int {
 	fs := flag.NewFlagSet("warren", flag.ContinueOnError)
 	dataDir := fs.String("data-dir", "./warren-data", "directory of the message logs and the index")
 	amqpListen := fs.String("amqp-listen", "127.0.0.1:5672", "AMQP 0-9-1 listen address")
-	httpListen := fs.String("http-listen", "127.0.0.1:15672", "management HTTP listen address (not served yet)")
+	httpListen := fs.String("http-listen", "127.0.0.1:15672", "management HTTP API and /metrics listen address (empty: off)")
+	defaultUser := fs.String("default-user", "guest", "administrator created on a new data directory (guest may log in only from loopback)")
+	defaultPass := fs.String("default-pass", "guest", "password of --default-user")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	logFormat := fs.String("log-format", "", "log format: console or json (default: console on a terminal)")
+	maxConns := fs.Int("max-connections", 0, "refuse AMQP connections beyond this many (0: derived from the file descriptor limit; -1: no limit)")
+	maxUnacked := fs.Int64("max-unacked", 100_000, "deliveries awaiting an ack per connection, whatever the prefetch; beyond it consumers wait for acks")
+	maxTxBytes := fs.Int("max-tx-bytes", 64<<20, "uncommitted transactional publishes held per connection, in bytes; beyond it the channel is closed with 406")
+	writeTimeout := fs.Duration("write-timeout", 30*time.Second, "drop a connection whose peer neither reads nor sends for this long")
+	memWatermark := fs.String("memory-high-watermark", broker.DefaultMemoryHighWatermark, "block publishers when the broker's memory passes this: a fraction of RAM (0.4) or 'absolute SIZE' (e.g. 'absolute 2GB')")
+	diskFreeLimit := fs.String("disk-free-limit", broker.DefaultDiskFreeLimit, "block publishers when the data directory's free space falls below this: a size (50MB) or 'mem_relative FACTOR'")
+	amqpsListen := fs.String("amqps-listen", "", "AMQP over TLS listen address (e.g. 127.0.0.1:5671); needs --tls-cert and --tls-key")
+	tlsCert := fs.String("tls-cert", "", "PEM certificate (chain) of the TLS listeners")
+	tlsKey := fs.String("tls-key", "", "PEM private key of the TLS listeners")
+	tlsCA := fs.String("tls-ca", "", "PEM CA bundle that verifies client certificates (enables the EXTERNAL mechanism)")
+	tlsRequire := fs.Bool("tls-require-client-cert", false, "refuse TLS clients without a certificate signed by --tls-ca")
+	certLogin := fs.String("tls-cert-login-from", "common_name", "user name of a client certificate for EXTERNAL: common_name or distinguished_name")
+	maxConsumers := fs.Int("max-consumers", 10_000, "consumers per connection; basic.consume beyond it fails with 406")
+	maxQueues := fs.Int("max-queues", 1_000_000, "queues of the node; queue.declare beyond it fails with 406")
+	consumerTimeout := fs.Duration("consumer-timeout", 30*time.Minute, "close, with 406, a channel holding a delivery unacknowledged this long (as RabbitMQ's consumer_timeout)")
 	pprofListen := fs.String("pprof-listen", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060); off by default")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: warren [flags]\n\nWarren is a log-structured AMQP 0-9-1 broker, a drop-in for a single RabbitMQ node.\nEvery flag may also be set as WARREN_<FLAG> (e.g. WARREN_DATA_DIR).\n\nFlags:\n")
@@ -56,15 +76,60 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, "warren:", err)
 		return 2
 	}
+	if *defaultUser == "" || *defaultPass == "" {
+		fmt.Fprintln(os.Stderr, "warren: --default-user and --default-pass must not be empty")
+		return 2
+	}
+	var tlsCfg *tls.Config
+	if *tlsCert != "" || *tlsKey != "" || *amqpsListen != "" {
+		if tlsCfg, err = broker.LoadTLSConfig(*tlsCert, *tlsKey, *tlsCA, *tlsRequire); err != nil {
+			log.Error().Err(err).Msg("cannot start")
+			return 2
+		}
+	}
+	if *certLogin != "common_name" && *certLogin != "distinguished_name" {
+		log.Error().Str("tls-cert-login-from", *certLogin).Msg("cannot start: want common_name or distinguished_name")
+		return 2
+	}
 	srv, err := broker.New(broker.Config{
-		DataDir:    *dataDir,
-		AMQPListen: *amqpListen,
-		HTTPListen: *httpListen,
-		Logger:     log,
+		DataDir:         *dataDir,
+		AMQPListen:      *amqpListen,
+		HTTPListen:      *httpListen,
+		AMQPSListen:     *amqpsListen,
+		TLS:             tlsCfg,
+		CertLoginFrom:   *certLogin,
+		Logger:          log,
+		DefaultUser:     *defaultUser,
+		DefaultPass:     *defaultPass,
+		MaxConnections:  *maxConns,
+		MaxUnacked:      *maxUnacked,
+		MaxTxBytes:      *maxTxBytes,
+		WriteTimeout:    *writeTimeout,
+		MaxConsumers:    *maxConsumers,
+		MaxQueues:       *maxQueues,
+		ConsumerTimeout: *consumerTimeout,
+
+		MemoryHighWatermark: *memWatermark,
+		DiskFreeLimit:       *diskFreeLimit,
 	})
 	if err != nil {
 		log.Error().Err(err).Msg("cannot start")
 		return 1
+	}
+	var api *admin.Server
+	if *httpListen != "" {
+		ln, err := net.Listen("tcp", *httpListen)
+		if err != nil {
+			log.Error().Err(err).Str("addr", *httpListen).Msg("cannot listen for the management HTTP API")
+			srv.Shutdown(context.Background())
+			return 1
+		}
+		api = admin.New(admin.Config{Broker: srv, Logger: log})
+		go func() {
+			if err := api.Serve(ln); err != nil {
+				log.Error().Err(err).Msg("management HTTP API stopped")
+			}
+		}()
 	}
 	if *pprofListen != "" {
 		go func() {
@@ -90,6 +155,9 @@ func run(args []string) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	if api != nil {
+		api.Shutdown(ctx)
+	}
 	if err := srv.Shutdown(ctx); err != nil {
 		log.Error().Err(err).Msg("shutdown")
 		return 1
