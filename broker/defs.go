@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/warrenmq/warren/amqpwire"
@@ -21,7 +22,12 @@ func (s *Server) loadDefinitions() error {
 	if err != nil {
 		return fmt.Errorf("broker: load users: %w", err)
 	}
-	if len(vhosts) == 0 && len(users) == 0 {
+	if len(users) == 0 && (len(vhosts) == 0 || s.cfg.Repair) {
+		// A new data directory; or a repair that found no user to
+		// rebuild (nobody could log in otherwise).
+		if len(vhosts) > 0 {
+			s.log.Warn().Str("user", s.cfg.DefaultUser).Msg("repair: no user survived; creating the default user")
+		}
 		if err := s.seed(); err != nil {
 			return err
 		}
@@ -63,8 +69,10 @@ func (s *Server) loadDefinitions() error {
 
 func (s *Server) seed() error {
 	idx := s.store.Index()
-	if err := idx.PutVHost(index.VHost{Name: "/"}); err != nil {
-		return fmt.Errorf("broker: seed vhost: %w", err)
+	if _, err := idx.GetVHost("/"); errors.Is(err, index.ErrNotFound) {
+		if err := idx.PutVHost(index.VHost{Name: "/"}); err != nil {
+			return fmt.Errorf("broker: seed vhost: %w", err)
+		}
 	}
 	hash, err := index.HashPassword(index.HashSHA256, s.cfg.DefaultPass)
 	if err != nil {
@@ -106,7 +114,7 @@ func (vh *vhost) load() error {
 		return fmt.Errorf("broker: load queues of %s: %w", vh.name, err)
 	}
 	for _, qd := range qs {
-		sq, err := vh.s.store.Queue(qd.ID, true)
+		sq, err := vh.s.store.OpenQueue(qd)
 		if err != nil {
 			return fmt.Errorf("broker: open queue %s/%s: %w", vh.name, qd.Name, err)
 		}

@@ -53,6 +53,8 @@ type queue struct {
 	expiryTimer *time.Timer
 	expiryArmed bool
 	idleTimer   *time.Timer
+	appendErrAt time.Time   // last append failure logged
+	appendErrs  int         // messages refused since
 	round       roundCounts // the current delivery round's counts
 	stats       queueCounters
 }
@@ -136,7 +138,9 @@ func (q *queue) append(recs []segment.Record, onDurable func(error)) []segment.R
 		}
 	}
 	if _, err := q.sq.Append(recs, onDurable); err != nil {
-		q.vh.s.log.Error().Err(err).Str("queue", q.name).Msg("append failed")
+		// onDurable has nacked the batch; log once per queue and interval
+		// (a full disk fails every publish).
+		q.logAppendErrLocked(err, len(recs))
 	} else {
 		q.stats.published.Add(uint64(len(recs)))
 	}
@@ -151,6 +155,17 @@ func (q *queue) append(recs []segment.Record, onDurable func(error)) []segment.R
 }
 
 func noopDurable(error) {}
+
+// logAppendErrLocked logs a failed append: the first one at once, then a
+// summary at most every 10 s, so a full disk does not flood the log.
+func (q *queue) logAppendErrLocked(err error, n int) {
+	q.appendErrs += n
+	if now := time.Now(); now.Sub(q.appendErrAt) >= 10*time.Second {
+		q.vh.s.log.Error().Err(err).Str("vhost", q.vh.name).Str("queue", q.name).Int("messages", q.appendErrs).
+			Msg("append failed; publishes nacked")
+		q.appendErrAt, q.appendErrs = now, 0
+	}
+}
 
 // kick runs a delivery round (after credit was freed or the writer caught up).
 func (q *queue) kick() {

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/rs/zerolog"
 
 	"github.com/warrenmq/warren/store"
@@ -73,8 +74,21 @@ type Config struct {
 	ConsumerTimeout time.Duration
 	// MaxMessageSize is the largest message body accepted (default 16 MiB).
 	MaxMessageSize uint64
-	// SegmentSize is the size at which queue logs roll (default from store).
+	// SegmentSize is the largest size at which queue logs roll (default
+	// from store: 64 MiB; a queue's segments grow to it with its backlog).
 	SegmentSize int64
+	// MaxOpenFiles bounds the segment files the store keeps open (default
+	// from store: 1024; the index keeps up to a quarter more).
+	MaxOpenFiles int
+	// CommitInterval spaces the synced index commits of ack state (default
+	// from store: 2 ms).
+	CommitInterval time.Duration
+	// Repair rebuilds a missing or damaged index from the segments and the
+	// definitions journal instead of refusing to start (warren --repair).
+	Repair bool
+	// FS is the file system of the store (nil: the operating system's);
+	// tests inject faults through it.
+	FS vfs.FS
 	// DefaultUser and DefaultPass seed a fresh data directory (guest/guest).
 	DefaultUser, DefaultPass string
 	// MaxConnections bounds the open connections, handshakes included;
@@ -204,9 +218,13 @@ func New(cfg Config) (*Server, error) {
 	start := time.Now()
 	s.started = start
 	st, err := store.Open(store.Options{
-		Dir:         cfg.DataDir,
-		SegmentSize: cfg.SegmentSize,
-		Logger:      cfg.Logger,
+		Dir:            cfg.DataDir,
+		SegmentSize:    cfg.SegmentSize,
+		MaxOpenFiles:   cfg.MaxOpenFiles,
+		CommitInterval: cfg.CommitInterval,
+		Repair:         cfg.Repair,
+		FS:             cfg.FS,
+		Logger:         cfg.Logger,
 		// Ack and delivery state must survive a kill -9, or acked messages
 		// return and redelivered flags are lost: pebble keeps unsynced WAL
 		// writes in its own buffer.
@@ -222,6 +240,7 @@ func New(cfg Config) (*Server, error) {
 		lock.Close()
 		return nil, err
 	}
+	s.dropUnclaimed()
 	s.log.Info().Str("data_dir", cfg.DataDir).Int("vhosts", len(s.vhosts)).
 		Dur("recovery", time.Since(start)).Msg("storage recovered")
 	s.stopAlarms = make(chan struct{})
@@ -230,6 +249,23 @@ func New(cfg Config) (*Server, error) {
 		go s.consumerTimeoutLoop()
 	}
 	return s, nil
+}
+
+// dropUnclaimed deletes the logs of durable queues the index has no
+// definition for: a queue.delete interrupted by a crash (the definition is
+// deleted first, then the messages). Each is logged with what it held.
+func (s *Server) dropUnclaimed() {
+	for _, r := range s.store.Unclaimed() {
+		ev := s.log.Info()
+		if r.Ready > 0 {
+			ev = s.log.Warn()
+		}
+		ev.Str("id", r.ID).Str("vhost", r.Def.VHost).Str("queue", r.Def.Name).Int("messages", r.Ready).
+			Msg("removing the messages of a queue deleted before the restart (its definition was gone)")
+		if err := s.store.DeleteQueue(r.ID); err != nil {
+			s.log.Error().Err(err).Str("id", r.ID).Msg("cannot remove the log of a deleted queue")
+		}
+	}
 }
 
 // defaultMaxConnections leaves a quarter of the descriptor limit (at most

@@ -13,6 +13,7 @@ import (
 	"github.com/warrenmq/warren/amqpwire"
 	"github.com/warrenmq/warren/index"
 	"github.com/warrenmq/warren/router"
+	"github.com/warrenmq/warren/store"
 )
 
 // vhost is a virtual host: its routing topology and queues. Definitions
@@ -164,8 +165,15 @@ func (vh *vhost) deleteExchange(m amqpwire.Method, name string, ifUnused bool) e
 
 // storageErr logs an index write that failed and returns the 541
 // INTERNAL_ERROR the client gets for it.
+//
+// A disk that is full or failing is not the client's fault nor a broker
+// bug: the channel, not the whole connection, is closed, with 406 and a
+// text that says so, and the client can retry once space returns.
 func (vh *vhost) storageErr(m amqpwire.Method, op, name string, err error) error {
 	vh.s.log.Error().Err(err).Str("vhost", vh.name).Str("name", name).Str("op", op).Msg("definition not persisted")
+	if store.IsWriteFailure(err) {
+		return amqpErr(amqpwire.PreconditionFailed, m, "cannot %s '%s' in vhost '%s': storage is failing writes (%v); retry when it has room", op, name, vh.name, err)
+	}
 	return amqpErr(amqpwire.InternalError, m, "%s '%s' in vhost '%s': %v", op, name, vh.name, err)
 }
 
@@ -353,18 +361,14 @@ func (vh *vhost) declareQueue(c *conn, m *amqpwire.QueueDeclare, name string) (*
 	}
 	q.id = newQueueID()
 	persist := m.Durable && !m.Exclusive
-	sq, err := vh.s.store.Queue(q.id, persist)
+	// The store writes a durable queue's definition with its log state,
+	// in one synced batch.
+	sq, err := vh.s.store.OpenQueue(index.Queue{VHost: vh.name, Name: name, ID: q.id, Durable: persist,
+		Exclusive: m.Exclusive, AutoDelete: m.AutoDelete, Arguments: encodeArgs(m.Arguments)})
 	if err != nil {
-		return nil, amqpErr(amqpwire.InternalError, m, "open queue store: %v", err)
+		return nil, vh.storageErr(m, "declare queue", name, err)
 	}
 	q.sq = sq
-	if persist {
-		if err := vh.s.store.Index().PutQueue(index.Queue{VHost: vh.name, Name: name, ID: q.id, Durable: true,
-			AutoDelete: m.AutoDelete, Arguments: encodeArgs(m.Arguments)}); err != nil {
-			vh.s.store.DeleteQueue(q.id)
-			return nil, amqpErr(amqpwire.InternalError, m, "persist queue: %v", err)
-		}
-	}
 	vh.queues[name] = q
 	vh.s.queueCount.Add(1)
 	vh.publishQueuesLocked()

@@ -608,7 +608,8 @@ func (s *Store) Recovered() []Recovered {
 
 // Unclaimed lists the recovered durable queues that no Queue call has
 // opened since Open: state the index holds for a queue without a
-// definition.
+// definition, which a deletion interrupted by a crash leaves (the
+// definition goes first). Def tells which queue it was.
 func (s *Store) Unclaimed() []Recovered {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -726,11 +727,12 @@ func (s *Store) OpenQueue(def index.Queue) (*Queue, error) {
 	return q, nil
 }
 
-// DeleteQueue deletes a queue: its log directory is renamed to
-// <id>.deleted, then its index state and definition go in one synced batch,
-// then the directory is removed; a crash anywhere leaves either the queue
-// or a directory the next Open removes. Later calls on the Queue return
-// ErrDeleted.
+// DeleteQueue deletes a queue's messages: its log directory is renamed to
+// <id>.deleted, then its index state goes (synced), then the directory is
+// removed; a crash anywhere leaves either the queue or a directory the next
+// Open removes. The queue's definition is the caller's to delete (first,
+// so that a state left by a crash shows up in Unclaimed). Later calls on
+// the Queue return ErrDeleted.
 func (s *Store) DeleteQueue(id string) error {
 	if err := checkID(id); err != nil {
 		return err
@@ -762,13 +764,6 @@ func (s *Store) DeleteQueue(id string) error {
 	if q.durable {
 		b := s.db.NewBatch()
 		if err = b.DeleteQueueState(id); err == nil {
-			def := q.def
-			if def.Name == "" {
-				def, _ = decodeIdentity(q.log.Recovery().Identity)
-			}
-			if def.Name != "" {
-				b.DeleteQueue(def.VHost, def.Name)
-			}
 			err = b.Commit(true)
 		} else {
 			b.Close()
