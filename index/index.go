@@ -51,6 +51,11 @@ type Options struct {
 	MustExist bool
 	// MaxOpenFiles bounds Pebble's open table files (0: Pebble's default).
 	MaxOpenFiles int
+	// Guard, if set, is asked before each definition write; an error fails
+	// the write (log states, in a Batch without definitions, still go).
+	Guard func() error
+	// JournalFS is the file system of the journal (nil: FS).
+	JournalFS vfs.FS
 }
 
 // ErrMissing is returned by Open with MustExist when there is no database.
@@ -103,6 +108,13 @@ func (o *Options) fs() vfs.FS {
 	return o.FS
 }
 
+func (o *Options) jfs() vfs.FS {
+	if o.JournalFS != nil {
+		return o.JournalFS
+	}
+	return o.fs()
+}
+
 func openPebble(dir string, opts Options, readOnly bool) (*pebble.DB, error) {
 	po := &pebble.Options{
 		FS:                 opts.fs(),
@@ -148,7 +160,7 @@ func (db *DB) openJournal() error {
 	if db.opts.Journal == "" {
 		return nil
 	}
-	fs := db.opts.fs()
+	fs := db.opts.jfs()
 	j, exists, err := openJournal(fs, db.opts.Journal)
 	if err != nil {
 		return err
@@ -177,7 +189,7 @@ func (db *DB) compactLocked() error {
 			return err
 		}
 	}
-	fs := db.opts.fs()
+	fs := db.opts.jfs()
 	if db.j != nil {
 		db.j.f.Close()
 		db.j = nil
@@ -314,6 +326,11 @@ func (db *DB) write(ops []jop) error {
 	if err := db.defsWriteErr(); err != nil {
 		return fmt.Errorf("index: write: %w", err)
 	}
+	if g := db.opts.Guard; g != nil {
+		if err := g(); err != nil {
+			return fmt.Errorf("index: write: %w", err)
+		}
+	}
 	db.jmu.Lock()
 	defer db.jmu.Unlock()
 	return db.writeLocked(ops, nil, true)
@@ -435,7 +452,7 @@ func Rebuild(dir string, opts Options) (*DB, RebuildStats, error) {
 	}
 	if j != "" {
 		b := db.db.NewBatch()
-		_, torn, err := readJournal(o.fs(), j, func(op jop) error {
+		_, torn, err := readJournal(o.jfs(), j, func(op jop) error {
 			st.Records++
 			switch op.op {
 			case 'S':

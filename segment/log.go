@@ -129,6 +129,7 @@ type Log struct {
 	// appends are refused until recover succeeds.
 	failErr  error
 	failures int // consecutive failed attempts, for the Syncer's backoff
+	healing  bool // left the failing state; reset by the next good flush
 	segs     []*seg
 	active   *seg // last of segs, nil when the log has no file
 	spare    *seg // prepared next file (base not yet known), nil if none
@@ -440,6 +441,11 @@ func (l *Log) writePieceLocked(p *piece) error {
 			l.wantSpare = true // write past the target until one is ready
 		}
 	}
+	if g := l.opts.Guard; g != nil {
+		if err := g(); err != nil {
+			return l.failLocked(err, nil)
+		}
+	}
 	f, err := l.files.acquire(s.h, true)
 	if err != nil {
 		return l.failLocked(err, s)
@@ -551,7 +557,13 @@ func (l *Log) prepare(all bool) error {
 	dirExists := l.dirExists
 	n := l.spareN
 	l.spareN++
+	guard := l.opts.Guard
 	l.mu.Unlock()
+	if guard != nil {
+		if err := guard(); err != nil {
+			return l.fail(err)
+		}
+	}
 	if !dirExists {
 		if err := l.fs.MkdirAll(l.dir, 0o755); err != nil {
 			return l.fail(fmt.Errorf("segment: mkdir %s: %w", l.dir, err))
@@ -593,6 +605,12 @@ func (l *Log) flushLocked(all bool) error {
 	if err := l.syncFiles(); err != nil {
 		return err
 	}
+	l.mu.Lock()
+	if l.healing {
+		l.log.Info().Int("attempts", l.failures).Msg("segment: writes work again")
+		l.healing, l.failures = false, 0
+	}
+	l.mu.Unlock()
 	// A roll during the seal may want the following file ready already.
 	return l.prepare(all)
 }
@@ -881,9 +899,8 @@ func (l *Log) recover() error {
 	if l.active != nil {
 		l.target = max(l.target, l.active.size)
 	}
-	l.log.Info().Int("attempts", l.failures).Msg("segment: writes work again")
 	l.failErr = nil
-	l.failures = 0
+	l.healing = true
 	return nil
 }
 

@@ -190,6 +190,7 @@ func (l *Log) recoverSegment(base, nextBase uint64) (*seg, uint64, error) {
 				Uint64("first", g.First).Uint64("last", g.Last).Msg("segment: skipped corrupt chunk")
 			if nh.first > expected {
 				l.addGap(g)
+				expected = nh.first
 			}
 			off = next
 			continue

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -44,6 +45,7 @@ const (
 	queuesDir    = "queues"    // durable queues, one directory per queue ID
 	transientDir = "transient" // non-durable queues: wiped by Open
 	journalFile  = "definitions.journal"
+	ballastFile  = "ballast"
 	// brokenIndexPrefix names an index moved aside by a repair.
 	brokenIndexPrefix = "index.broken-"
 )
@@ -62,6 +64,9 @@ const (
 	DefaultCommitInterval = 2 * time.Millisecond
 	// DefaultMaxOpenFiles bounds the segment files held open.
 	DefaultMaxOpenFiles = segment.DefaultMaxOpenFiles
+	// DefaultBallastSize is the space reserved for the index against a full
+	// disk (at most 2% of the file system).
+	DefaultBallastSize = 64 << 20
 )
 
 // Options configures Open.
@@ -101,6 +106,13 @@ type Options struct {
 	// MaxOpenFiles bounds the segment files held open (0:
 	// DefaultMaxOpenFiles); the index keeps up to a quarter of it more.
 	MaxOpenFiles int
+	// BallastSize is the space kept reserved, as a file, for the index: a
+	// full disk would stop Pebble (a failed WAL write is fatal to it), so
+	// when the index meets ENOSPC the ballast is deleted and the write
+	// retried, and the logs stop writing until the disk has room for the
+	// ballast again (0: DefaultBallastSize, at most 2% of the file system;
+	// negative: none).
+	BallastSize int64
 	// Repair rebuilds what the index is missing instead of refusing to
 	// start: a missing or unreadable index is moved aside and rebuilt from
 	// the definitions journal, queue definitions missing from it are
@@ -163,6 +175,10 @@ type Store struct {
 	commitKick chan struct{}
 	commitDone chan struct{}
 
+	// The ballast: released (deleted) when the index meets a full disk.
+	ballastSize int64
+	ballastGone atomic.Bool
+
 	stop chan struct{}
 	done chan struct{}
 }
@@ -218,6 +234,15 @@ func Open(opts Options) (*Store, error) {
 		return nil, fmt.Errorf("store: list %s: %w", qdir, err)
 	}
 	sort.Strings(names)
+	if opts.BallastSize >= 0 {
+		s.ballastSize = opts.BallastSize
+		if s.ballastSize == 0 {
+			s.ballastSize = DefaultBallastSize
+			if u, err := fs.GetDiskUsage(opts.Dir); err == nil && u.TotalBytes > 0 {
+				s.ballastSize = min(s.ballastSize, int64(u.TotalBytes/50))
+			}
+		}
+	}
 	fresh, err := s.openIndex(names)
 	if err != nil {
 		return nil, err
@@ -238,9 +263,72 @@ func Open(opts Options) (*Store, error) {
 		s.db.Close()
 		return nil, err
 	}
+	s.ensureBallast()
 	s.stop, s.done = make(chan struct{}), make(chan struct{})
 	go s.reclaimLoop()
 	return s, nil
+}
+
+// releaseBallast is the index file system's disk-full callback: it deletes
+// the ballast so that Pebble's write, retried once, finds room. The logs
+// stop writing until the ballast is back.
+func (s *Store) releaseBallast() {
+	if s.ballastSize <= 0 || s.ballastGone.Load() {
+		return
+	}
+	s.ballastGone.Store(true)
+	path := s.fs.PathJoin(s.opts.Dir, ballastFile)
+	if err := s.fs.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		s.log.Error().Err(err).Msg("store: disk full, and the ballast cannot be removed")
+		return
+	}
+	s.log.Error().Int64("bytes", s.ballastSize).
+		Msg("store: disk full: released the ballast kept for the index; publishes fail until the disk has room again")
+}
+
+// ensureBallast (re)creates the ballast when the disk has room for it and
+// twice as much again; it reports whether the ballast is in place.
+func (s *Store) ensureBallast() bool {
+	if s.ballastSize <= 0 || s.db.ReadOnly() {
+		return s.ballastSize <= 0
+	}
+	path := s.fs.PathJoin(s.opts.Dir, ballastFile)
+	if st, err := s.fs.Stat(path); err == nil && !s.ballastGone.Load() {
+		_ = st
+		return true
+	}
+	u, err := s.fs.GetDiskUsage(s.opts.Dir)
+	if err != nil || u.AvailBytes < uint64(3*s.ballastSize) {
+		return false
+	}
+	f, err := s.fs.Create(path, vfs.WriteCategoryUnspecified)
+	if err != nil {
+		return false
+	}
+	err = f.Preallocate(0, s.ballastSize)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		s.fs.Remove(path)
+		return false
+	}
+	if s.ballastGone.Swap(false) {
+		s.log.Info().Int64("bytes", s.ballastSize).Msg("store: the disk has room again: ballast restored, writes resume")
+	}
+	return true
+}
+
+// guard is the logs' and the definitions' write guard: while the ballast
+// is released, their writes fail as on a full disk.
+func (s *Store) guard() error {
+	if s.ballastGone.Load() {
+		return fmt.Errorf("store: disk full (the space reserved for the index is in use): %w", syscall.ENOSPC)
+	}
+	return nil
 }
 
 // removeTransient deletes the logs of non-durable queues: they never
@@ -269,7 +357,12 @@ func (s *Store) openIndex(queueDirs []string) (bool, error) {
 	fs := s.fs
 	idir := fs.PathJoin(s.opts.Dir, indexDir)
 	journal := fs.PathJoin(s.opts.Dir, journalFile)
-	iopts := index.Options{FS: fs, Logger: s.log, Journal: journal, MaxOpenFiles: max(64, s.opts.MaxOpenFiles/4)}
+	ifs := fs
+	if s.ballastSize > 0 {
+		ifs = vfs.OnDiskFull(fs, s.releaseBallast)
+	}
+	iopts := index.Options{FS: ifs, JournalFS: fs, Logger: s.log, Journal: journal, Guard: s.guard,
+		MaxOpenFiles: max(64, s.opts.MaxOpenFiles/4)}
 	_, jerr := fs.Stat(journal)
 	logs := 0
 	for _, n := range queueDirs {
@@ -544,6 +637,7 @@ func (s *Store) openQueue(id string, def index.Queue, st index.LogState, recover
 		Identity:       identity,
 		NextSeq:        st.NextSeq,
 		WantFlush:      s.wantFlush,
+		Guard:          s.guard,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: queue %s: %w", id, err)
@@ -699,6 +793,9 @@ func (s *Store) OpenQueue(def index.Queue) (*Queue, error) {
 		return q, nil
 	}
 	if durable {
+		if err := s.guard(); err != nil {
+			return nil, fmt.Errorf("store: queue %s: %w", id, err)
+		}
 		b := s.db.NewBatch()
 		err := b.SetLogState(id, index.LogState{NextSeq: 1, Watermark: 1})
 		if err == nil && def.VHost != "" {
@@ -948,7 +1045,8 @@ func (s *Store) reclaimLoop() {
 				lastErr = time.Now()
 			}
 			s.releaseIdle()
-			if s.db.ReadOnly() && time.Since(reopen) > 5*time.Second {
+			s.ensureBallast()
+			if s.db.ReadOnly() && time.Since(reopen) > 5*s.opts.ReclaimInterval {
 				reopen = time.Now()
 				if err := s.db.Reopen(); err == nil {
 					s.log.Info().Msg("store: the index is writable again")
@@ -965,6 +1063,9 @@ func (s *Store) reclaimLoop() {
 func (s *Store) Failing() error {
 	if s.db.ReadOnly() {
 		return fmt.Errorf("store: %w", index.ErrReadOnly)
+	}
+	if err := s.guard(); err != nil {
+		return err
 	}
 	s.mu.Lock()
 	qs := make([]*Queue, 0, len(s.queues))

@@ -20,7 +20,7 @@ import (
 
 func open(t testing.TB, fs vfs.FS, dir string, mod ...func(*Options)) *Store {
 	t.Helper()
-	o := Options{Dir: dir, FS: fs, Logger: zerolog.Nop(), ReclaimInterval: -1}
+	o := Options{Dir: dir, FS: fs, Logger: testLogger, ReclaimInterval: -1}
 	for _, m := range mod {
 		m(&o)
 	}
@@ -863,3 +863,11 @@ func TestDeliverVerdicts(t *testing.T) {
 		t.Fatalf("watermark %d, want 7: dropped messages must count as acked", q.acks.watermark)
 	}
 }
+
+// testLogger is silent unless WARREN_TEST_LOG is set.
+var testLogger = func() zerolog.Logger {
+	if os.Getenv("WARREN_TEST_LOG") != "" {
+		return zerolog.New(os.Stderr)
+	}
+	return zerolog.Nop()
+}()
