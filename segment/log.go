@@ -128,7 +128,7 @@ type Log struct {
 	// failErr is set while writes fail (wrapping ErrFailing and the cause);
 	// appends are refused until recover succeeds.
 	failErr  error
-	failures int // consecutive failed attempts, for the Syncer's backoff
+	failures int  // consecutive failed attempts, for the Syncer's backoff
 	healing  bool // left the failing state; reset by the next good flush
 	segs     []*seg
 	active   *seg // last of segs, nil when the log has no file
