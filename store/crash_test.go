@@ -3,12 +3,17 @@ package store
 import (
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"runtime"
+	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 
 	"github.com/warrenmq/warren/segment"
 )
@@ -24,13 +29,58 @@ func TestCrashKeepsConfirmed(t *testing.T) {
 		iters = 8
 	}
 	for iter := 0; iter < iters; iter++ {
-		t.Run(fmt.Sprint(iter), func(t *testing.T) { crashOnce(t, uint64(iter)) })
+		t.Run(fmt.Sprint(iter), func(t *testing.T) { crashOnce(t, uint64(iter), false) })
 	}
 }
 
-func crashOnce(t *testing.T, seed uint64) {
+// TestCrashWithWriteFaults is TestCrashKeepsConfirmed with write failures
+// injected into the queue logs during the run (ENOSPC on writes and file
+// creation, EIO on fdatasync, one operation in 40): appends refused while
+// a log fails must never be delivered, before or after the crash, and
+// confirmed ones must survive it.
+func TestCrashWithWriteFaults(t *testing.T) {
+	iters := 30
+	if testing.Short() {
+		iters = 8
+	}
+	for iter := 0; iter < iters; iter++ {
+		t.Run(fmt.Sprint(iter), func(t *testing.T) { crashOnce(t, uint64(1000+iter), true) })
+	}
+}
+
+// faultInjector fails queue-log writes at random while on.
+func faultInjector(rng *rand.Rand, on *atomic.Bool) errorfs.Injector {
+	var mu sync.Mutex
+	return errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if !on.Load() || !strings.Contains(op.Path, queuesDir+"/") {
+			return nil
+		}
+		mu.Lock()
+		hit := rng.IntN(40) == 0
+		mu.Unlock()
+		if !hit {
+			return nil
+		}
+		switch op.Kind {
+		case errorfs.OpFileWriteAt, errorfs.OpCreate:
+			return &os.PathError{Op: "write", Path: op.Path, Err: syscall.ENOSPC}
+		case errorfs.OpFileSyncData:
+			return &os.PathError{Op: "fsync", Path: op.Path, Err: syscall.EIO}
+		}
+		return nil
+	})
+}
+
+func crashOnce(t *testing.T, seed uint64, faults bool) {
 	rng := rand.New(rand.NewPCG(seed, 77))
-	fs := vfs.NewCrashableMem()
+	mem := vfs.NewCrashableMem()
+	var fs vfs.FS = mem
+	var faulting atomic.Bool
+	if faults {
+		fs = errorfs.Wrap(mem, faultInjector(rand.New(rand.NewPCG(seed, 3)), &faulting))
+		faulting.Store(true)
+	}
+	refused := map[int]bool{}
 	syncIndex := seed%2 == 1
 	s := open(t, fs, "data", func(o *Options) {
 		o.SegmentSize = 16 << 10
@@ -80,10 +130,26 @@ func crashOnce(t *testing.T, seed uint64) {
 				}
 				mu.Unlock()
 			}); err != nil {
-				t.Fatal(err)
+				if !faults || !IsWriteFailure(err) {
+					t.Fatal(err)
+				}
+				mu.Lock()
+				for _, id := range ids {
+					refused[id] = true
+				}
+				mu.Unlock()
 			}
 		case k < 7:
+			n := len(held[qi])
 			held[qi] = q.NextReady(held[qi], 1+rng.IntN(10))
+			mu.Lock()
+			for _, m := range held[qi][n:] {
+				if refused[idOf(t, m)] {
+					mu.Unlock()
+					t.Fatalf("refused message %d delivered", idOf(t, m))
+				}
+			}
+			mu.Unlock()
 		case k < 9:
 			// Ack or requeue a random part of what this queue holds.
 			var keep []Message
@@ -123,7 +189,8 @@ func crashOnce(t *testing.T, seed uint64) {
 		}
 	}
 	mu.Unlock()
-	crashed := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: rng.IntN(101), RNG: rand.New(rand.NewPCG(seed, 5))})
+	crashed := mem.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: rng.IntN(101), RNG: rand.New(rand.NewPCG(seed, 5))})
+	faulting.Store(false)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -171,6 +238,9 @@ func crashOnce(t *testing.T, seed uint64) {
 			if !persistent[id] {
 				t.Fatalf("non-persistent message %d survived a crash", id)
 			}
+			if refused[id] {
+				t.Fatalf("refused message %d delivered after the crash", id)
+			}
 		}
 	}
 	for id := range mustSurvive {
@@ -181,5 +251,8 @@ func crashOnce(t *testing.T, seed uint64) {
 	}
 	if len(mustSurvive) == 0 && nextID > 50 {
 		t.Logf("seed %d: nothing confirmed-and-unacked to check", seed)
+	}
+	if faults {
+		t.Logf("seed %d: %d appended, %d refused, %d confirmed and unacked survived", seed, nextID, len(refused), len(mustSurvive))
 	}
 }
