@@ -40,6 +40,11 @@ type channel struct {
 		propsStart int
 		propsEnd   int
 		bodyStart  int
+		// large holds the body of a message of at least
+		// segment.LargeBody bytes, in a buffer of its own that the
+		// queues' logs may keep until written (no copy on the way to
+		// disk); nil for smaller bodies, which go to the arena.
+		large []byte
 	}
 	arena []byte // props and bodies of the batch being gathered
 
@@ -96,6 +101,7 @@ type pendingPub struct {
 	props, body   []byte
 	persistent    bool
 	mandatory     bool
+	owned         bool   // body is a buffer of its own, never reused
 	seq           uint64 // confirm sequence (0 without confirms)
 }
 
@@ -364,6 +370,10 @@ func (ch *channel) handleHeader(payload []byte) error {
 	ch.arena = append(ch.arena, h.RawProps...)
 	p.propsEnd = len(ch.arena)
 	p.bodyStart = p.propsEnd
+	p.large = nil
+	if h.BodySize >= segment.LargeBody && !ch.txMode {
+		p.large = make([]byte, 0, h.BodySize)
+	}
 	if h.BodySize == 0 {
 		return ch.finishPublish()
 	}
@@ -376,10 +386,17 @@ func (ch *channel) handleBody(payload []byte) error {
 		return amqpErr(amqpwire.UnexpectedFrame, nil, "unexpected content body frame on channel %d", ch.id)
 	}
 	got := uint64(len(ch.arena)-p.bodyStart) + uint64(len(payload))
+	if p.large != nil {
+		got = uint64(len(p.large)) + uint64(len(payload))
+	}
 	if got > p.bodySize {
 		return amqpErr(amqpwire.FrameError, nil, "content body exceeds the %d bytes announced in the header", p.bodySize)
 	}
-	ch.arena = append(ch.arena, payload...)
+	if p.large != nil {
+		p.large = append(p.large, payload...)
+	} else {
+		ch.arena = append(ch.arena, payload...)
+	}
 	if got == p.bodySize {
 		return ch.finishPublish()
 	}
@@ -392,6 +409,10 @@ func (ch *channel) finishPublish() error {
 	p.active = false
 	props := ch.arena[p.propsStart:p.propsEnd:p.propsEnd]
 	body := ch.arena[p.bodyStart:len(ch.arena):len(ch.arena)]
+	owned := p.large != nil
+	if owned {
+		body, p.large = p.large, nil
+	}
 	persistent := amqpwire.PeekDeliveryMode(props) == 2
 	if ch.txMode {
 		size := len(props) + len(body)
@@ -421,7 +442,7 @@ func (ch *channel) finishPublish() error {
 		seq = ch.pubSeq
 	}
 	ch.batch = append(ch.batch, pendingPub{exchange: p.exchange, key: p.key, props: props, body: body,
-		persistent: persistent, mandatory: p.mandatory, seq: seq})
+		persistent: persistent, mandatory: p.mandatory, owned: owned, seq: seq})
 	ch.batchBytes += len(props) + len(body)
 	ch.c.markDirty(ch)
 	if len(ch.batch) >= maxBatchMsgs || ch.batchBytes >= maxBatchBytes {
@@ -485,7 +506,7 @@ func (ch *channel) publishBatch(round *confirmRound) {
 				flags = segment.FlagPersistent
 			}
 			qb.recs = append(qb.recs, segment.Record{Timestamp: now, Exchange: pp.exchange, RoutingKey: pp.key,
-				Props: pp.props, Body: pp.body, Flags: flags})
+				Props: pp.props, Body: pp.body, Flags: flags, Owned: pp.owned})
 		}
 		switch {
 		case routed:

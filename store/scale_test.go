@@ -143,9 +143,11 @@ func TestIdleQueueMemory(t *testing.T) {
 	defer s.Close()
 	var before runtime.MemStats
 	runtime.GC()
+	runtime.GC()
 	runtime.ReadMemStats(&before)
 	qs := fillQueues(t, s, n, 4, 16<<10)
 	var full runtime.MemStats
+	runtime.GC()
 	runtime.GC()
 	runtime.ReadMemStats(&full)
 	for _, q := range qs {
