@@ -6,7 +6,8 @@
 // delivered).
 //
 // Definitions change rarely and are written one synced Pebble write at a
-// time. Log state changes with every ack; the store gathers it in a Batch
+// time, each also appended (and fsynced first) to the definitions journal
+// described below. Log state changes with every ack; the store gathers it in a Batch
 // that the segment group-commit syncer commits after the fdatasync round of
 // the segment data it describes, so the index never claims more than the
 // segments hold.
@@ -63,4 +64,30 @@
 //
 // The kind bytes, the escaping and the value layouts are part of the format,
 // do not change them; add a new kind byte or a new value version instead.
+//
+// # Definitions journal
+//
+// Options.Journal names a file outside the index directory (the store uses
+// <data dir>/definitions.journal) that records every definition write (the
+// kinds V U P E Q B Y R G; not the log states, which the segments rebuild)
+// as the key/value operation applied to Pebble:
+//
+//	file    := "WDEFJRNL" version:u8 (= 1) reserved:u8[7]  record*
+//	record  := length:u32 crc32c(payload):u32 payload
+//	payload := op:u8 uvarint(len) key uvarint(len) value
+//
+// op is 'S' (set), 'D' (delete) or 'R' (delete the keys in [key, value)).
+// A record is appended and fsynced before the Pebble write; a failed append
+// fails the write. When the journal has doubled since it was last written
+// whole, it is rewritten as a snapshot of the current definitions (.tmp,
+// fsync, rename, fsync the directory). Open cuts a torn last record.
+// Rebuild creates a new index from the journal when the index is lost or
+// damaged; the store then rebuilds log states from the segments.
+//
+// # Failing disks
+//
+// Open with ReadOnly serves reads when the disk cannot be written; Reopen
+// tries to make it writable again. Options.Guard, asked before every
+// definition write, lets the store refuse them on a full disk while the log
+// state commits (a Batch without definitions) still go.
 package index
