@@ -78,7 +78,8 @@ type Config struct {
 	// from store: 64 MiB; a queue's segments grow to it with its backlog).
 	SegmentSize int64
 	// MaxOpenFiles bounds the segment files the store keeps open (default
-	// from store: 1024; the index keeps up to a quarter more).
+	// 1024, or an eighth of the descriptor limit if smaller; the index
+	// keeps up to a quarter more, at least 64).
 	MaxOpenFiles int
 	// CommitInterval spaces the synced index commits of ack state (default
 	// from store: 2 ms).
@@ -99,6 +100,9 @@ type Config struct {
 }
 
 func (c *Config) setDefaults() {
+	if c.MaxOpenFiles == 0 {
+		c.MaxOpenFiles = defaultMaxOpenFiles()
+	}
 	if c.DataDir == "" {
 		c.DataDir = "warren-data"
 	}
@@ -266,6 +270,18 @@ func (s *Server) dropUnclaimed() {
 			s.log.Error().Err(err).Str("id", r.ID).Msg("cannot remove the log of a deleted queue")
 		}
 	}
+}
+
+// defaultMaxOpenFiles is the store's bound on open segment files: 1024, or
+// an eighth of the descriptor limit when that is smaller (the index gets
+// up to a quarter of it more), so the store stays inside the quarter of the
+// limit that defaultMaxConnections leaves it.
+func defaultMaxOpenFiles() int {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return store.DefaultMaxOpenFiles
+	}
+	return int(min(uint64(store.DefaultMaxOpenFiles), max(32, rl.Cur/8)))
 }
 
 // defaultMaxConnections leaves a quarter of the descriptor limit (at most

@@ -56,7 +56,7 @@ func run(args []string) int {
 	maxQueues := fs.Int("max-queues", 1_000_000, "queues of the node; queue.declare beyond it fails with 406")
 	consumerTimeout := fs.Duration("consumer-timeout", 30*time.Minute, "close, with 406, a channel holding a delivery unacknowledged this long (as RabbitMQ's consumer_timeout)")
 	segmentSize := fs.Int64("segment-size", segment.DefaultSegmentSize, "largest size in bytes of a queue's segment files; a queue's segments grow to it with its backlog, from 512 KiB")
-	maxOpenFiles := fs.Int("max-open-files", store.DefaultMaxOpenFiles, "segment files kept open, whatever the number of queues and segments (least recently used ones are closed); the index keeps up to a quarter more")
+	maxOpenFiles := fs.Int("max-open-files", 0, "segment files kept open, whatever the number of queues and segments (least recently used ones are closed); 0: 1024, or an eighth of the descriptor limit if smaller; the index keeps up to a quarter more")
 	commitInterval := fs.Duration("commit-interval", store.DefaultCommitInterval, "spacing of the synced index commits of ack state under load")
 	repair := fs.Bool("repair", false, "rebuild a missing or damaged index from the segment files and the definitions journal (the damaged index is kept aside) instead of refusing to start")
 	pprofListen := fs.String("pprof-listen", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060); off by default")
