@@ -153,6 +153,7 @@ type Log struct {
 	rawStreak, skipCompress int
 	cache                   []*piece
 	cacheBytes              int
+	free                    []*piece // evicted pieces whose buffers the next ones reuse
 	tick                    uint64
 	touched                 bool // used since the last ReleaseIdle
 	gaps                    []Gap
@@ -300,6 +301,9 @@ func (l *Log) openPieceLocked() *piece {
 	p := &piece{first: l.nextSeq}
 	if c := l.recycleLocked(); c != nil {
 		p.raw, p.offs = c.raw[:0], c.offs[:0]
+	} else if len(l.pend) > 0 || l.stats.Chunks > 0 {
+		// A busy log: size the buffer for a chunk at once.
+		p.raw = make([]byte, 0, l.opts.ChunkSize+l.opts.ChunkSize/8)
 	}
 	l.pend = append(l.pend, p)
 	return p
@@ -314,9 +318,16 @@ func (l *Log) closeOpenLocked() {
 	}
 }
 
-// recycleLocked takes the buffers of the least recently used cached piece
-// when the cache is full, so a steady stream reuses its buffers.
+// recycleLocked returns a piece whose buffers can be reused: the last one
+// evicted from the cache, or the least recently used cached one when the
+// cache is full, so a steady stream reuses its buffers.
 func (l *Log) recycleLocked() *piece {
+	if n := len(l.free); n > 0 {
+		p := l.free[n-1]
+		l.free[n-1] = nil
+		l.free = l.free[:n-1]
+		return p
+	}
 	if len(l.cache) < l.opts.CacheChunks {
 		return nil
 	}
@@ -331,6 +342,9 @@ func (l *Log) recycleLocked() *piece {
 		return nil
 	}
 	l.dropCacheLocked(v)
+	if n := len(l.free); n > 0 && l.free[n-1] == c {
+		l.free = l.free[:n-1] // dropCacheLocked kept it: it is ours now
+	}
 	return c
 }
 
@@ -1199,10 +1213,14 @@ func (l *Log) cachePutLocked(p *piece) {
 }
 
 func (l *Log) dropCacheLocked(i int) {
-	l.cacheBytes -= l.cache[i].memSize()
+	p := l.cache[i]
+	l.cacheBytes -= p.memSize()
 	l.cache = append(l.cache[:i], l.cache[i+1:]...)
 	if len(l.cache) == 0 {
 		l.cache = nil
+	}
+	if p.body == nil && cap(p.raw) <= 2*l.opts.ChunkSize && len(l.free) < 4 {
+		l.free = append(l.free, p)
 	}
 }
 
@@ -1310,7 +1328,7 @@ func (l *Log) ReleaseIdle() bool {
 	if len(l.cache) == 0 && l.wbuf == nil && len(l.pend) == 0 {
 		return false
 	}
-	l.cache, l.cacheBytes = nil, 0
+	l.cache, l.cacheBytes, l.free = nil, 0, nil
 	if l.wbuf != nil {
 		putBuf(l.wbuf)
 		l.wbuf = nil
