@@ -19,13 +19,10 @@ import (
 // Version is the broker version advertised to clients.
 const Version = "0.1.0"
 
-// congestLimit is how many encoded bytes may wait for the socket before
-// queues stop delivering to the connection (a slow consumer must not grow RAM).
-const congestLimit = 4 << 20
-
-// readPauseLimit is how many encoded bytes may wait for the socket before
-// the reader stops reading the client.
-const readPauseLimit = 2 * congestLimit
+// DefaultCongestionLimit is how many encoded bytes may wait for the socket
+// before queues stop delivering to the connection (a slow consumer must not
+// grow RAM); past twice as many the reader stops reading the client.
+const DefaultCongestionLimit = 4 << 20
 
 // conn is one AMQP connection. Its reader goroutine (serve) parses frames and
 // runs the channel state machines; its writer goroutine alone writes the
@@ -84,10 +81,10 @@ type conn struct {
 	wmu     sync.Mutex // guards out and wclosed
 	out     []byte
 	wclosed bool
-	// stalled is set when out passes congestLimit or the writer is gone;
+	// stalled is set when out passes the congestion limit or the writer is gone;
 	// queues read it without the lock before picking a consumer.
 	stalled atomic.Bool
-	// backlogged is set when out passes readPauseLimit; the reader waits
+	// backlogged is set when out passes twice the congestion limit; the reader waits
 	// on drained until the writer takes the buffer.
 	backlogged atomic.Bool
 	drained    chan struct{}
@@ -648,13 +645,13 @@ func (c *conn) signal() {
 }
 
 // noteCongestionLocked marks the connection stalled when the writer is too
-// far behind: queues stop delivering to it, and past readPauseLimit the
+// far behind: queues stop delivering to it, and past twice the limit the
 // reader stops reading the client (who is producing returns or replies it
 // does not read) until the writer catches up. Called with c.wmu held.
 func (c *conn) noteCongestionLocked() {
-	if len(c.out) > congestLimit {
+	if lim := c.s.cfg.CongestionLimit; len(c.out) > lim {
 		c.stalled.Store(true)
-		if len(c.out) > readPauseLimit {
+		if len(c.out) > 2*lim {
 			c.backlogged.Store(true)
 		}
 	}

@@ -53,6 +53,11 @@ func run(args []string) int {
 	maxConsumers := fs.Int("max-consumers", 10_000, "consumers per connection; basic.consume beyond it fails with 406")
 	maxQueues := fs.Int("max-queues", 1_000_000, "queues of the node; queue.declare beyond it fails with 406")
 	consumerTimeout := fs.Duration("consumer-timeout", 30*time.Minute, "close, with 406, a channel holding a delivery unacknowledged this long (as RabbitMQ's consumer_timeout)")
+	frameMax := fs.Uint("frame-max", 131072, "largest frame the broker accepts and proposes, in bytes (4096 to 1048576)")
+	channelMax := fs.Uint("channel-max", 2047, "highest channel number a connection may open (1 to 65535)")
+	heartbeat := fs.Duration("heartbeat", 60*time.Second, "heartbeat interval the broker proposes (whole seconds; 0 turns heartbeats off unless the client asks)")
+	maxMsgSize := fs.Uint64("max-message-size", 16<<20, "largest message body accepted, in bytes; larger publishes are refused with 406")
+	congestion := fs.Int("congestion-limit", broker.DefaultCongestionLimit, "bytes waiting for a connection's socket before its deliveries pause (twice this stops reading it)")
 	pprofListen := fs.String("pprof-listen", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060); off by default")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: warren [flags]\n\nWarren is a log-structured AMQP 0-9-1 broker, a drop-in for a single RabbitMQ node.\nEvery flag may also be set as WARREN_<FLAG> (e.g. WARREN_DATA_DIR).\n\nFlags:\n")
@@ -87,6 +92,10 @@ func run(args []string) int {
 			return 2
 		}
 	}
+	if *frameMax < 4096 || *frameMax > 1<<20 || *channelMax < 1 || *channelMax > 65535 || *heartbeat < 0 {
+		log.Error().Uint("frame-max", *frameMax).Uint("channel-max", *channelMax).Dur("heartbeat", *heartbeat).Msg("cannot start: a setting is out of range")
+		return 2
+	}
 	if *certLogin != "common_name" && *certLogin != "distinguished_name" {
 		log.Error().Str("tls-cert-login-from", *certLogin).Msg("cannot start: want common_name or distinguished_name")
 		return 2
@@ -107,6 +116,11 @@ func run(args []string) int {
 		WriteTimeout:    *writeTimeout,
 		MaxConsumers:    *maxConsumers,
 		MaxQueues:       *maxQueues,
+		FrameMax:        uint32(*frameMax),
+		ChannelMax:      uint16(*channelMax),
+		Heartbeat:       heartbeatSetting(*heartbeat),
+		MaxMessageSize:  *maxMsgSize,
+		CongestionLimit: *congestion,
 		ConsumerTimeout: *consumerTimeout,
 
 		MemoryHighWatermark: *memWatermark,
@@ -186,4 +200,13 @@ func newLogger(level, format string) (zerolog.Logger, error) {
 		return zerolog.Logger{}, fmt.Errorf("bad --log-format %q (console or json)", format)
 	}
 	return log.Level(lvl).With().Timestamp().Logger(), nil
+}
+
+// heartbeatSetting maps --heartbeat 0 (off) to the broker's "none" (a
+// negative interval; zero there means the default).
+func heartbeatSetting(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
