@@ -33,6 +33,7 @@ func run(args []string) int {
 	fs := flag.NewFlagSet("warren", flag.ContinueOnError)
 	dataDir := fs.String("data-dir", "./warren-data", "directory of the message logs and the index")
 	amqpListen := fs.String("amqp-listen", "127.0.0.1:5672", "AMQP 0-9-1 listen address")
+	httpsListen := fs.String("https-listen", "", "management HTTP API over TLS listen address (e.g. 127.0.0.1:15671); needs --tls-cert and --tls-key")
 	httpListen := fs.String("http-listen", "127.0.0.1:15672", "management HTTP API and /metrics listen address (empty: off)")
 	defaultUser := fs.String("default-user", "guest", "administrator created on a new data directory (guest may log in only from loopback)")
 	defaultPass := fs.String("default-pass", "guest", "password of --default-user")
@@ -86,7 +87,7 @@ func run(args []string) int {
 		return 2
 	}
 	var tlsCfg *tls.Config
-	if *tlsCert != "" || *tlsKey != "" || *amqpsListen != "" {
+	if *tlsCert != "" || *tlsKey != "" || *amqpsListen != "" || *httpsListen != "" {
 		if tlsCfg, err = broker.LoadTLSConfig(*tlsCert, *tlsKey, *tlsCA, *tlsRequire); err != nil {
 			log.Error().Err(err).Msg("cannot start")
 			return 2
@@ -131,16 +132,30 @@ func run(args []string) int {
 		return 1
 	}
 	var api *admin.Server
-	if *httpListen != "" {
-		ln, err := net.Listen("tcp", *httpListen)
+	for _, l := range []struct {
+		addr string
+		tls  bool
+	}{{*httpListen, false}, {*httpsListen, true}} {
+		if l.addr == "" {
+			continue
+		}
+		ln, err := net.Listen("tcp", l.addr)
 		if err != nil {
-			log.Error().Err(err).Str("addr", *httpListen).Msg("cannot listen for the management HTTP API")
+			log.Error().Err(err).Str("addr", l.addr).Msg("cannot listen for the management HTTP API")
 			srv.Shutdown(context.Background())
 			return 1
 		}
-		api = admin.New(admin.Config{Broker: srv, Logger: log})
+		if api == nil {
+			api = admin.New(admin.Config{Broker: srv, Logger: log})
+		}
 		go func() {
-			if err := api.Serve(ln); err != nil {
+			var err error
+			if l.tls {
+				err = api.ServeTLS(ln, tlsCfg)
+			} else {
+				err = api.Serve(ln)
+			}
+			if err != nil {
 				log.Error().Err(err).Msg("management HTTP API stopped")
 			}
 		}()
