@@ -18,6 +18,8 @@ const (
 	kindPolicy     = 'Y'
 	kindParameter  = 'R'
 	kindGlobal     = 'G'
+	// kindDeliveryCount keys the delivery counts of quorum queue messages.
+	kindDeliveryCount = 'C'
 )
 
 // Escape bytes. Part of the format, do not change.

@@ -259,9 +259,16 @@ func (s *Store) openQueue(id string, durable bool, st index.LogState, recovering
 	q.next = next
 	q.cursor = q.acks.watermark
 	q.ready = int64(next-q.acks.watermark) - int64(q.acks.countIn(q.acks.watermark, next))
+	q.committedNext = st.NextSeq
+	q.bytes.tailBase = next
 	if recovering {
 		q.recoveredNext = next
 		q.redeliverBelow = min(st.Delivered, next)
+		q.bytes.ready = int64(st.Bytes)
+		if from := max(st.NextSeq, q.acks.watermark); from < next {
+			q.bytes.unknownFrom = from
+		}
+		q.bytes.settle(q.ready, 0)
 	}
 	return q, nil
 }
@@ -439,6 +446,9 @@ func (s *Store) commitStates() error {
 		if e := b.SetLogState(q.id, st); e != nil && err == nil {
 			err = e
 		}
+		if e := q.countsForCommit(b); e != nil && err == nil {
+			err = e
+		}
 	}
 	if b.Len() == 0 {
 		b.Close()
@@ -569,6 +579,7 @@ func (s *Store) Close() error {
 		q.mu.Unlock()
 		if st, ok := q.stateForCommit(); ok {
 			keep(b.SetLogState(q.id, st))
+			keep(q.countsForCommit(b))
 		}
 	}
 	keep(b.Commit(true))
