@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"sort"
 	"sync"
@@ -29,6 +30,12 @@ type vhost struct {
 	// headersInUse and e2eInUse say when a publish must decode headers.
 	headersInUse atomic.Bool
 	e2eInUse     atomic.Bool
+	// policies and opPolicies are the vhost's policies and operator
+	// policies (policy.go), under mu.
+	policies, opPolicies []*policy
+	// defaultType is the type of queues declared without x-queue-type
+	// (the vhost's default queue type).
+	defaultType queueKind
 }
 
 func newVHost(s *Server, name string) *vhost {
@@ -98,7 +105,8 @@ func (vh *vhost) refreshLocked() {
 func (vh *vhost) declareExchange(m *amqpwire.ExchangeDeclare) error {
 	kind, err := router.ParseKind(m.Type)
 	if err != nil {
-		return amqpErr(amqpwire.CommandInvalid, m, "invalid exchange type '%s'", m.Type)
+		// RabbitMQ 4.x: a channel error (it was a connection-level 503).
+		return amqpErr(amqpwire.PreconditionFailed, m, "unknown exchange type '%s'", m.Type)
 	}
 	x := router.Exchange{Name: m.Exchange, Kind: kind, Durable: m.Durable, AutoDelete: m.AutoDelete,
 		Internal: m.Internal, Args: m.Arguments}
@@ -299,69 +307,57 @@ func decodeArgs(b []byte) amqpwire.Table {
 
 // ---- queues ----
 
-// queueArgsChecked are the queue arguments whose equivalence RabbitMQ checks
-// on redeclare.
-var queueArgsChecked = []string{"x-expires", "x-message-ttl", "x-max-length", "x-max-length-bytes",
-	"x-dead-letter-exchange", "x-dead-letter-routing-key", "x-max-priority", "x-queue-type",
-	"x-overflow", "x-queue-mode", "x-single-active-consumer"}
-
 func (vh *vhost) declareQueue(c *conn, m *amqpwire.QueueDeclare, name string) (*queue, error) {
-	if err := validateQueueArgs(m, name, vh.name); err != nil {
-		return nil, err
-	}
 	vh.mu.Lock()
 	defer vh.mu.Unlock()
 	if q := vh.queues[name]; q != nil {
+		// An existing queue: only equivalence is checked, as in RabbitMQ.
 		if err := q.checkOwner(c, m); err != nil {
 			return nil, err
 		}
-		ineq := func(field string, recv, cur any) error {
-			return amqpErr(amqpwire.PreconditionFailed, m, "inequivalent arg '%s' for queue '%s' in vhost '%s': received '%v' but current is '%v'",
-				field, name, vh.name, recv, cur)
-		}
-		switch {
-		case q.durable != m.Durable:
-			return nil, ineq("durable", m.Durable, q.durable)
-		case q.exclusive != m.Exclusive:
-			return nil, ineq("exclusive", m.Exclusive, q.exclusive)
-		case q.autoDelete != m.AutoDelete:
-			return nil, ineq("auto_delete", m.AutoDelete, q.autoDelete)
-		}
-		for _, a := range queueArgsChecked {
-			rv, rok := m.Arguments[a]
-			cv, cok := q.args[a]
-			if a == "x-queue-type" && (!rok || !cok) {
-				continue // a missing type matches the default, classic
-			}
-			if rok != cok || !argEqual(rv, cv) {
-				return nil, amqpErr(amqpwire.PreconditionFailed, m, "inequivalent arg '%s' for queue '%s' in vhost '%s': received %s but current is %s",
-					a, name, vh.name, describeArg(rv, rok), describeArg(cv, cok))
-			}
+		if err := vh.checkEquivalentLocked(q, m); err != nil {
+			return nil, err
 		}
 		q.mu.Lock()
 		q.touchLocked()
 		q.mu.Unlock()
 		return q, nil
 	}
+	kind, err := checkDeclareArgs(m, name, vh.name, vh.defaultType)
+	if err != nil {
+		return nil, err
+	}
 	if max := vh.s.cfg.MaxQueues; vh.s.queueCount.Load() >= int64(max) {
 		return nil, amqpErr(amqpwire.PreconditionFailed, m, "cannot declare queue '%s' in vhost '%s': queue limit (%d) is reached", name, vh.name, max)
 	}
-	q := &queue{vh: vh, name: name, durable: m.Durable, exclusive: m.Exclusive, autoDelete: m.AutoDelete, args: m.Arguments}
-	q.queueLimits()
+	args := m.Arguments
+	if _, ok := args["x-queue-type"]; !ok && kind != kindClassic {
+		// The vhost's default type, recorded as RabbitMQ records it.
+		args = maps.Clone(args)
+		if args == nil {
+			args = amqpwire.Table{}
+		}
+		args["x-queue-type"] = kind.String()
+	}
+	q := &queue{vh: vh, name: name, durable: m.Durable, exclusive: m.Exclusive, autoDelete: m.AutoDelete, args: args,
+		kind: kind, maxPrio: -1}
+	if kind == kindClassic {
+		q.maxPrio = maxPriorityOf(args)
+	}
+	vh.matchPoliciesLocked(q)
+	q.configureLocked()
 	if m.Exclusive {
 		q.owner = c
 	}
 	q.id = newQueueID()
 	persist := m.Durable && !m.Exclusive
-	sq, err := vh.s.store.Queue(q.id, persist)
-	if err != nil {
+	if err := vh.openStoreLocked(q, persist); err != nil {
 		return nil, amqpErr(amqpwire.InternalError, m, "open queue store: %v", err)
 	}
-	q.sq = sq
 	if persist {
 		if err := vh.s.store.Index().PutQueue(index.Queue{VHost: vh.name, Name: name, ID: q.id, Durable: true,
-			AutoDelete: m.AutoDelete, Arguments: encodeArgs(m.Arguments)}); err != nil {
-			vh.s.store.DeleteQueue(q.id)
+			AutoDelete: m.AutoDelete, Arguments: encodeArgs(args)}); err != nil {
+			q.sq.Delete()
 			return nil, amqpErr(amqpwire.InternalError, m, "persist queue: %v", err)
 		}
 	}
@@ -381,41 +377,71 @@ func (vh *vhost) declareQueue(c *conn, m *amqpwire.QueueDeclare, name string) (*
 	return q, nil
 }
 
-func validateQueueArgs(m *amqpwire.QueueDeclare, name, vhost string) error {
-	bad := func(arg string, v any) error {
-		return amqpErr(amqpwire.PreconditionFailed, m, "invalid arg '%s' for queue '%s' in vhost '%s': %v", arg, name, vhost, v)
-	}
-	for _, a := range []string{"x-expires", "x-message-ttl", "x-max-length", "x-max-length-bytes", "x-max-priority"} {
-		if v, ok := m.Arguments[a]; ok {
-			n, isInt := intArg(v)
-			if !isInt || n < 0 || (a == "x-expires" && n == 0) {
-				return bad(a, v)
+// openStoreLocked opens (or recovers) the store of q by its type: one log,
+// one per priority level in use, or a stream.
+func (vh *vhost) openStoreLocked(q *queue, durable bool) error {
+	st := vh.s.store
+	switch {
+	case q.kind == kindStream:
+		s, err := st.Stream(q.id, q.streamSegmentSize())
+		if err != nil {
+			return err
+		}
+		q.st, q.sq = s, streamStore{s}
+		return nil
+	case q.maxPrio >= 0:
+		pq, err := st.PriorityQueue(q.id, durable, uint8(q.maxPrio), q.levelOf)
+		if err != nil {
+			return err
+		}
+		q.sq = pq
+	default:
+		sq, err := st.Queue(q.id, durable)
+		if err != nil {
+			return err
+		}
+		q.sq = sq
+		if q.kind == kindQuorum {
+			if err := sq.EnableCounts(); err != nil {
+				sq.Delete()
+				return err
 			}
 		}
 	}
-	for _, a := range []string{"x-max-length-bytes", "x-max-priority"} {
-		if _, ok := m.Arguments[a]; ok {
-			return amqpErr(amqpwire.NotImplemented, m, "queue argument '%s' is not supported by this broker", a)
-		}
+	return nil
+}
+
+// checkEquivalentLocked makes RabbitMQ's equivalence checks on a redeclare:
+// durable, exclusive, auto-delete, then every argument the queue's type
+// supports (an absent x-queue-type means the vhost's default type).
+func (vh *vhost) checkEquivalentLocked(q *queue, m *amqpwire.QueueDeclare) error {
+	name := q.name
+	ineq := func(field string, recv, cur any) error {
+		return amqpErr(amqpwire.PreconditionFailed, m, "inequivalent arg '%s' for queue '%s' in vhost '%s': received '%v' but current is '%v'",
+			field, name, vh.name, recv, cur)
 	}
-	if v, ok := m.Arguments["x-overflow"]; ok {
-		if s, _ := stringOf(v); s != "drop-head" {
-			return amqpErr(amqpwire.NotImplemented, m, "x-overflow '%v' is not supported by this broker; only 'drop-head'", v)
-		}
+	switch {
+	case q.durable != m.Durable:
+		return ineq("durable", m.Durable, q.durable)
+	case q.exclusive != m.Exclusive:
+		return ineq("exclusive", m.Exclusive, q.exclusive)
+	case q.autoDelete != m.AutoDelete:
+		return ineq("auto_delete", m.AutoDelete, q.autoDelete)
 	}
-	if v, ok := m.Arguments["x-single-active-consumer"]; ok {
-		if _, isBool := v.(bool); !isBool {
-			return bad("x-single-active-consumer", v)
+	for _, a := range typeArgs[q.kind] {
+		rv, rok := m.Arguments[a]
+		cv, cok := q.args[a]
+		if a == "x-queue-type" {
+			// Absent means the vhost's default type, as RabbitMQ fills it
+			// in; compare the types.
+			if !rok {
+				rv, rok = vh.defaultType.String(), true
+			}
+			cv, cok = q.kind.String(), true
 		}
-	}
-	if v, ok := m.Arguments["x-queue-type"]; ok {
-		s, _ := stringOf(v)
-		switch s {
-		case "classic":
-		case "quorum", "stream":
-			return amqpErr(amqpwire.NotImplemented, m, "queue type '%s' is not supported by this broker; use 'classic'", s)
-		default:
-			return bad("x-queue-type", v)
+		if rok != cok || !argEqual(rv, cv) {
+			return amqpErr(amqpwire.PreconditionFailed, m, "inequivalent arg '%s' for queue '%s' in vhost '%s': received %s but current is %s",
+				a, name, vh.name, describeArg(rv, rok), describeArg(cv, cok))
 		}
 	}
 	return nil
@@ -437,27 +463,7 @@ func describeArg(v any, ok bool) string {
 	if !ok {
 		return "none"
 	}
-	return fmt.Sprintf("the value '%v' of type '%s'", v, argTypeName(v))
-}
-
-func argTypeName(v any) string {
-	switch v.(type) {
-	case int8, int16, int32, int64, int:
-		return "signedint"
-	case uint8, uint16, uint32:
-		return "unsignedint"
-	case string, []byte:
-		return "longstr"
-	case bool:
-		return "bool"
-	case float32, float64:
-		return "double"
-	case amqpwire.Table, map[string]any:
-		return "table"
-	case []any:
-		return "array"
-	}
-	return fmt.Sprintf("%T", v)
+	return fmt.Sprintf("the value '%v' of type '%s'", v, erlType(v))
 }
 
 func newQueueID() string {
@@ -512,7 +518,7 @@ func (vh *vhost) deleteQueue(q *queue, reason string) (int, error) {
 		}
 		q.owner.ownedMu.Unlock()
 	}
-	if err := vh.s.store.DeleteQueue(q.id); err != nil {
+	if err := q.sq.Delete(); err != nil {
 		vh.s.log.Error().Err(err).Str("queue", q.name).Msg("deleting queue data failed")
 	}
 	vh.s.log.Debug().Str("vhost", vh.name).Str("queue", q.name).Str("reason", reason).Msg("queue deleted")

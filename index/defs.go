@@ -176,7 +176,7 @@ func (db *DB) DeleteVHost(name string) error {
 	b := db.db.NewBatch()
 	defer b.Close()
 	_ = b.Delete(vkey, nil)
-	for _, kind := range []byte{kindExchange, kindQueue, kindBinding, kindPolicy} {
+	for _, kind := range []byte{kindExchange, kindQueue, kindBinding, kindPolicy, kindOperatorPolicy} {
 		p := keyOf(kind, name)
 		_ = b.DeleteRange(p, prefixEnd(p), nil)
 	}

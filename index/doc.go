@@ -34,6 +34,7 @@
 //	 'R'  'R' esc(component) esc(vhost) esc(name)              runtime parameter
 //	 'G'  'G' esc(name)                                        global parameter
 //	 'C'  'C' esc(queue ID) be64(seq)                          delivery counts
+//	 'O'  'O' esc(vhost) esc(policy)                           operator policy
 //
 // The binding's destination kind byte is 'q' (queue) or 'x' (exchange). A
 // binding is identified by all of its fields, arguments included, as in
@@ -53,7 +54,7 @@
 //	queue       version, string(id), flags(durable=1 exclusive=2 auto-delete=4), bytes(arguments)
 //	binding     version
 //	policy      version, string(pattern), string(apply-to), varint(priority, signed),
-//	            bytes(definition JSON)
+//	            bytes(definition JSON)   (policies and operator policies)
 //	parameter   version, bytes(value JSON)   (runtime and global parameters)
 //	counts      version, varint(acquired), varint(failed)   (quorum queues)
 //	log state   version, varint(next seq), varint(watermark), varint(delivered),
