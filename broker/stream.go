@@ -235,12 +235,12 @@ func (s streamStore) ReadyBytes() int64 {
 	_, b := s.st.DiskUsage()
 	return b
 }
-func (streamStore) Unacked() int                                   { return 0 }
-func (streamStore) UnackedBytes() int64                            { return 0 }
-func (streamStore) Ack(uint64) bool                                { return false }
-func (streamStore) AckMany([]uint64) int                           { return 0 }
-func (streamStore) Requeue([]uint64) int                           { return 0 }
-func (streamStore) Return([]uint64, bool, int64) []uint64          { return nil }
-func (streamStore) Purge() int                                     { return 0 }
-func (s streamStore) Read(seq uint64) (segment.Record, error)      { return s.st.Queue().Read(seq) }
-func (s streamStore) Delete() error                                { return s.st.Delete() }
+func (streamStore) Unacked() int                              { return 0 }
+func (streamStore) UnackedBytes() int64                       { return 0 }
+func (streamStore) Ack(uint64) bool                           { return false }
+func (streamStore) AckMany([]uint64) int                      { return 0 }
+func (streamStore) Requeue([]uint64) int                      { return 0 }
+func (streamStore) Return([]uint64, bool, int64) []uint64     { return nil }
+func (streamStore) Purge() int                                { return 0 }
+func (s streamStore) Read(seq uint64) (segment.Record, error) { return s.st.Queue().Read(seq) }
+func (s streamStore) Delete() error                           { return s.st.Delete() }
