@@ -180,6 +180,9 @@ func (q *queue) append(recs []segment.Record, onDurable func(error)) (dead []seg
 		q.stats.published.Add(uint64(len(recs)))
 	}
 	if q.kind == kindStream {
+		if q.st.TakeRolled() {
+			q.applyRetentionLocked(time.Now())
+		}
 		q.deliverStreamLocked()
 		q.mu.Unlock()
 		return nil, rejected

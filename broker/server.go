@@ -229,6 +229,7 @@ func New(cfg Config) (*Server, error) {
 	if s.cfg.ConsumerTimeout > 0 {
 		go s.consumerTimeoutLoop()
 	}
+	go s.retentionLoop()
 	return s, nil
 }
 

@@ -31,6 +31,7 @@ type Stream struct {
 	mu        sync.Mutex
 	sinceRoll int64  // raw bytes appended to the active segment
 	lastBatch uint64 // first sequence of the last append
+	rolled    bool   // a segment rolled since TakeRolled
 }
 
 // Stream opens (or creates) the stream with the given ID. Its segments roll
@@ -68,6 +69,7 @@ func (st *Stream) Append(recs []segment.Record, onDurable func(error)) (uint64, 
 	roll := st.segSize > 0 && st.sinceRoll >= st.segSize
 	if roll {
 		st.sinceRoll = 0
+		st.rolled = true
 	}
 	st.mu.Unlock()
 	if roll {
@@ -89,6 +91,16 @@ func (st *Stream) Append(recs []segment.Record, onDurable func(error)) (uint64, 
 	st.sinceRoll += n
 	st.mu.Unlock()
 	return first, nil
+}
+
+// TakeRolled reports whether a segment rolled since the last call: the
+// moment to apply a size limit, as RabbitMQ applies retention on a roll.
+func (st *Stream) TakeRolled() bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	r := st.rolled
+	st.rolled = false
+	return r
 }
 
 // First returns the first sequence retained.
