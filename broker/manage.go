@@ -503,6 +503,17 @@ type QueueInfo struct {
 	// Owner is the name of the connection owning an exclusive queue.
 	Owner string
 	Stats QueueStats
+	// Type is "classic", "quorum" or "stream".
+	Type string
+	// ReadyBytes and UnackedBytes are the body bytes of the ready and
+	// unacked messages (for a stream: its bytes on disk).
+	ReadyBytes, UnackedBytes int64
+	// Policy and OperatorPolicy name the policies that apply ("" for none);
+	// EffectivePolicy is their merged definition.
+	Policy, OperatorPolicy string
+	EffectivePolicy        map[string]any
+	// DeliveryLimit is a quorum queue's (-1 for none).
+	DeliveryLimit int64
 }
 
 func (q *queue) info() QueueInfo {
@@ -511,12 +522,22 @@ func (q *queue) info() QueueInfo {
 	if q.owner != nil {
 		qi.Owner = q.owner.name
 	}
+	qi.Type = q.kind.String()
 	q.mu.Lock()
 	// Counters change under q.mu, with the counts: read them together.
 	qi.Stats = q.stats.snapshot()
 	if !q.deleted {
 		qi.Ready, qi.Unacked = q.sq.Ready(), q.sq.Unacked()
+		qi.ReadyBytes, qi.UnackedBytes = q.sq.ReadyBytes(), q.sq.UnackedBytes()
 	}
+	if q.policy != nil {
+		qi.Policy = q.policy.name
+	}
+	if q.opPolicy != nil {
+		qi.OperatorPolicy = q.opPolicy.name
+	}
+	qi.EffectivePolicy = q.effectiveDefinition()
+	qi.DeliveryLimit = q.deliveryLimit
 	qi.Consumers = len(q.consumers)
 	if len(q.consumers) > 0 {
 		if q.sac {
