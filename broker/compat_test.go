@@ -1,14 +1,20 @@
 package broker
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
+	"net/url"
 	"os"
 	"testing"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/warrenmq/warren/index"
 )
 
 // peer is a broker a scenario runs against: the Warren under test and,
@@ -22,16 +28,73 @@ type peer struct {
 	rabbit bool
 	// prefix makes queue and exchange names unique on a shared RabbitMQ.
 	prefix string
+	// srv is Warren's server (policies are set through its management
+	// interface); api is RabbitMQ's HTTP API.
+	srv *Server
+	api string
 }
 
 // peers returns Warren and, when configured, RabbitMQ.
 func peers(t *testing.T, b *testBroker) []peer {
 	t.Helper()
-	ps := []peer{{name: "warren", url: b.url}}
+	ps := []peer{{name: "warren", url: b.url, srv: b.srv}}
 	if u := os.Getenv("WARREN_TEST_RABBITMQ_URL"); u != "" {
-		ps = append(ps, peer{name: "rabbitmq", url: u, rabbit: true, prefix: fmt.Sprintf("wt%d-", rand.Uint32())})
+		ps = append(ps, peer{name: "rabbitmq", url: u, rabbit: true, prefix: fmt.Sprintf("wt%d-", rand.Uint32()),
+			api: os.Getenv("WARREN_TEST_RABBITMQ_API")})
 	}
 	return ps
+}
+
+// setPolicy sets a policy (operator policy when operator is set) in vhost
+// "/" whose pattern is anchored on the peer's name for name; it is cleared
+// when the test ends.
+func (p peer) setPolicy(t *testing.T, operator bool, name, pattern string, priority int64, applyTo string, def map[string]any) {
+	t.Helper()
+	name, pattern = p.n(name), "^"+p.prefix+pattern
+	js, _ := json.Marshal(def)
+	path := "policies"
+	if operator {
+		path = "operator-policies"
+	}
+	if !p.rabbit {
+		pol := index.Policy{VHost: "/", Name: name, Pattern: pattern, ApplyTo: applyTo, Priority: priority, Definition: js}
+		var err error
+		if operator {
+			err = p.srv.PutOperatorPolicy(pol)
+		} else {
+			err = p.srv.PutPolicy(pol)
+		}
+		if err != nil {
+			t.Fatalf("set policy: %v", err)
+		}
+		t.Cleanup(func() {
+			if !p.srv.closing.Load() {
+				p.srv.deletePolicy("/", name, operator)
+			}
+		})
+		return
+	}
+	if p.api == "" {
+		t.Skip("WARREN_TEST_RABBITMQ_API not set")
+	}
+	body, _ := json.Marshal(map[string]any{"pattern": pattern, "priority": priority, "apply-to": applyTo, "definition": json.RawMessage(js)})
+	u := p.api + "/api/" + path + "/%2F/" + url.PathEscape(name)
+	call := func(method string, body []byte) int {
+		req, _ := http.NewRequest(method, u, bytes.NewReader(body))
+		req.SetBasicAuth("guest", "guest")
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("RabbitMQ API: %v", err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := call(http.MethodPut, body); code/100 != 2 {
+		t.Fatalf("RabbitMQ refused the policy: %d", code)
+	}
+	t.Cleanup(func() { call(http.MethodDelete, nil) })
+	time.Sleep(50 * time.Millisecond) // RabbitMQ applies policies asynchronously
 }
 
 // run runs fn as a subtest per peer.
