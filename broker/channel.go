@@ -3,6 +3,7 @@ package broker
 import (
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,7 +52,8 @@ type channel struct {
 	qorder     []*queue
 	routeBuf   []string
 
-	lastDeclared string // the queue named by an empty queue name
+	lastDeclared string       // the queue named by an empty queue name
+	reply        *replyTarget // the direct reply-to consumer, reader-owned
 	acks         map[*queue]*ackBatch
 	aorder       []*queue
 
@@ -94,6 +96,7 @@ const (
 
 type pendingPub struct {
 	exchange, key string
+	extra         []string // CC and BCC routing keys
 	props, body   []byte
 	persistent    bool
 	mandatory     bool
@@ -396,6 +399,15 @@ func (ch *channel) finishPublish() error {
 	props := ch.arena[p.propsStart:p.propsEnd:p.propsEnd]
 	body := ch.arena[p.bodyStart:len(ch.arena):len(ch.arena)]
 	persistent := amqpwire.PeekDeliveryMode(props) == 2
+	pm := &amqpwire.BasicPublish{}
+	var err error
+	if props, ch.arena, err = ch.rewriteReplyTo(props, ch.arena, pm); err != nil {
+		return err
+	}
+	var extra []string
+	if extra, props, ch.arena, err = senderSelected(props, pm, ch.arena); err != nil {
+		return err
+	}
 	if ch.txMode {
 		size := len(props) + len(body)
 		if max := ch.c.s.cfg.MaxTxBytes; ch.c.txBytes+size > max {
@@ -412,7 +424,7 @@ func (ch *channel) finishPublish() error {
 		ch.txBlock = append(ch.txBlock, props...)
 		ch.txBlock = append(ch.txBlock, body...)
 		n := len(ch.txBlock)
-		ch.txPubs = append(ch.txPubs, pendingPub{exchange: p.exchange, key: p.key,
+		ch.txPubs = append(ch.txPubs, pendingPub{exchange: p.exchange, key: p.key, extra: extra,
 			props: ch.txBlock[n-size : n-len(body) : n-len(body)], body: ch.txBlock[n-len(body) : n : n],
 			persistent: persistent, mandatory: p.mandatory})
 		ch.arena = ch.arena[:p.propsStart]
@@ -423,7 +435,7 @@ func (ch *channel) finishPublish() error {
 		ch.pubSeq++
 		seq = ch.pubSeq
 	}
-	ch.batch = append(ch.batch, pendingPub{exchange: p.exchange, key: p.key, props: props, body: body,
+	ch.batch = append(ch.batch, pendingPub{exchange: p.exchange, key: p.key, extra: extra, props: props, body: body,
 		persistent: persistent, mandatory: p.mandatory, seq: seq})
 	ch.batchBytes += len(props) + len(body)
 	ch.c.markDirty(ch)
@@ -467,12 +479,21 @@ func (ch *channel) publishBatch(round *confirmRound) {
 	var routedN, returnedN uint64
 	for i := range ch.batch {
 		pp := &ch.batch[i]
-		ch.routeBuf = vh.route(snap, pp.exchange, pp.key, pp.props, ch.routeBuf[:0])
+		if len(pp.extra) > 0 {
+			ch.routeBuf = vh.routeKeys(snap, pp.exchange, pp.key, pp.extra, pp.props, ch.routeBuf[:0])
+		} else {
+			ch.routeBuf = vh.route(snap, pp.exchange, pp.key, pp.props, ch.routeBuf[:0])
+		}
 		routed := false
 		for _, qname := range ch.routeBuf {
 			q := vh.queueByName(qname)
 			if q == nil {
-				continue // the default exchange names queues that may not exist
+				// The default exchange names queues that may not exist,
+				// or a direct reply-to consumer.
+				if pp.exchange == "" && strings.HasPrefix(qname, replyToPrefix) && ch.c.s.deliverReply(qname, pp.props, pp.body) {
+					routed = true
+				}
+				continue
 			}
 			routed = true
 			qb := ch.qbatch[q]
@@ -911,6 +932,7 @@ func (ch *channel) teardown() {
 	ch.confClosed = true
 	ch.cmu.Unlock()
 	ch.cancelConsumers()
+	ch.replyCancel()
 	ch.requeueAll(true)
 	ch.release()
 }

@@ -70,13 +70,22 @@ func (q *queue) deathProps(rec segment.Record, reason string, now time.Time) []b
 			break
 		}
 	}
+	keys := []any{rec.RoutingKey} // with CC's, as RabbitMQ records them
+	if cc, _, err := routingHeaders(p.Headers, nil); err == nil {
+		for _, k := range cc {
+			keys = append(keys, k)
+		}
+	}
+	if q.hasDLRK {
+		delete(p.Headers, "CC") // the new routing key replaces them all
+	}
 	entry := amqpwire.Table{
 		"count":        count,
 		"reason":       reason,
 		"queue":        q.name,
 		"time":         now.Truncate(time.Second),
 		"exchange":     rec.Exchange,
-		"routing-keys": []any{rec.RoutingKey},
+		"routing-keys": keys,
 	}
 	if p.Expiration != "" {
 		entry["original-expiration"] = p.Expiration

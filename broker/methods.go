@@ -110,6 +110,9 @@ func (ch *channel) exchangeBind(m amqpwire.Method, bind bool) error {
 
 func (ch *channel) queueDeclare(m *amqpwire.QueueDeclare) error {
 	vh := ch.c.vh
+	if handled, err := ch.replyQueueDeclare(m); handled {
+		return err
+	}
 	name := m.Queue
 	if m.Passive {
 		if err := ch.lastQueue(m, &name); err != nil {
@@ -197,6 +200,9 @@ func (ch *channel) queueBind(m *amqpwire.QueueBind) error {
 	if err := ch.lastQueue(m, &m.Queue); err != nil {
 		return err
 	}
+	if strings.HasPrefix(m.Queue, replyToPrefix) {
+		return amqpErr(amqpwire.AccessRefused, m, "cannot bind or unbind to a volatile (direct reply-to) queue")
+	}
 	vh := ch.c.vh
 	if m.Exchange == "" {
 		return amqpErr(amqpwire.AccessRefused, m, "operation not permitted on the default exchange")
@@ -223,6 +229,9 @@ func (ch *channel) queueBind(m *amqpwire.QueueBind) error {
 func (ch *channel) queueUnbind(m *amqpwire.QueueUnbind) error {
 	if err := ch.lastQueue(m, &m.Queue); err != nil {
 		return err
+	}
+	if strings.HasPrefix(m.Queue, replyToPrefix) {
+		return amqpErr(amqpwire.AccessRefused, m, "cannot bind or unbind to a volatile (direct reply-to) queue")
 	}
 	vh := ch.c.vh
 	if m.Exchange == "" {
@@ -333,6 +342,9 @@ func (ch *channel) consumerQueues() []*queue {
 }
 
 func (ch *channel) basicConsume(m *amqpwire.BasicConsume) error {
+	if m.Queue == replyToQueue {
+		return ch.replyConsume(m)
+	}
 	if err := ch.lastQueue(m, &m.Queue); err != nil {
 		return err
 	}
@@ -397,6 +409,13 @@ func (ch *channel) basicConsume(m *amqpwire.BasicConsume) error {
 }
 
 func (ch *channel) basicCancel(m *amqpwire.BasicCancel) error {
+	if ch.reply != nil && ch.reply.tag == m.ConsumerTag {
+		ch.replyCancel()
+		if !m.NoWait {
+			ch.c.sendMethod(ch.id, &amqpwire.BasicCancelOk{ConsumerTag: m.ConsumerTag})
+		}
+		return nil
+	}
 	ch.consMu.Lock()
 	c := ch.consumers[m.ConsumerTag]
 	delete(ch.consumers, m.ConsumerTag)

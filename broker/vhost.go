@@ -70,6 +70,9 @@ func (vh *vhost) queueByName(name string) *queue {
 // the raw properties only when a headers exchange with bindings can be
 // reached: directly, or through exchange-to-exchange bindings.
 func (vh *vhost) route(snap *router.Snapshot, exchange, key string, props []byte, dst []string) []string {
+	if cc := ccOf(props); len(cc) > 0 {
+		return vh.routeKeys(snap, exchange, key, cc, props, dst)
+	}
 	var headers map[string]any
 	if vh.headersInUse.Load() {
 		x, ok := snap.Exchange(exchange)
