@@ -54,7 +54,7 @@ func (s *Server) loadDefinitions() error {
 	for _, v := range vhosts {
 		vh := newVHost(s, v.Name)
 		if k, ok := parseKind(v.DefaultQueueType); ok {
-			vh.defaultType = k
+			vh.defaultType.Store(uint32(k))
 		}
 		s.vhosts[v.Name] = vh
 		if err := vh.load(); err != nil {

@@ -273,13 +273,11 @@ func (s *Server) PutVHost(v index.VHost, actor string) (created bool, err error)
 		return false, fmt.Errorf("broker: persist vhost: %w", err)
 	}
 	if vh := s.vhosts[v.Name]; vh != nil {
-		vh.mu.Lock()
-		vh.defaultType = dqt
-		vh.mu.Unlock()
+		vh.defaultType.Store(uint32(dqt))
 		return false, nil
 	}
 	vh := newVHost(s, v.Name)
-	vh.defaultType = dqt
+	vh.defaultType.Store(uint32(dqt))
 	s.vhosts[v.Name] = vh
 	if u := s.users[actor]; u != nil {
 		p := index.Permission{User: actor, VHost: v.Name, Configure: ".*", Write: ".*", Read: ".*"}

@@ -133,7 +133,7 @@ func (ch *channel) queueDeclare(m *amqpwire.QueueDeclare) error {
 		return nil
 	}
 	if name == "" {
-		if k := queueTypeOf(m.Arguments, vh.defaultType); k != kindClassic {
+		if k := declaredType(m.Arguments, vh.defaultKind(), m.Durable, m.Exclusive, m.AutoDelete); k != kindClassic {
 			return amqpErr(amqpwire.PreconditionFailed, m, "Cannot declare a server-named queue for type %s", k.module())
 		}
 		name = "amq.gen-" + randomID()

@@ -137,6 +137,20 @@ func queueTypeOf(args amqpwire.Table, dflt queueKind) queueKind {
 	return dflt
 }
 
+// declaredType is the type of a queue declared with args and these
+// properties: its x-queue-type, else the vhost's default type when the
+// queue can be of it (a quorum queue or stream is durable, not exclusive,
+// not auto-delete), else classic, as RabbitMQ picks it.
+func declaredType(args amqpwire.Table, dflt queueKind, durable, exclusive, autoDelete bool) queueKind {
+	if _, ok := args["x-queue-type"]; ok {
+		return queueTypeOf(args, dflt)
+	}
+	if dflt != kindClassic && (!durable || exclusive || autoDelete) {
+		return kindClassic
+	}
+	return dflt
+}
+
 // checkDeclareArgs checks a new or redeclared queue's arguments and
 // properties as RabbitMQ 4.x does and returns its type. dflt is the
 // vhost's default queue type, which a declare without x-queue-type gets.
@@ -146,7 +160,7 @@ func checkDeclareArgs(m *amqpwire.QueueDeclare, name, vhost string, dflt queueKi
 		return amqpErr(amqpwire.PreconditionFailed, m, "invalid arg '%s' for %s: %s", arg, rs, term)
 	}
 	args := m.Arguments
-	kind := dflt
+	kind := declaredType(args, dflt, m.Durable, m.Exclusive, m.AutoDelete)
 	if v, ok := args["x-queue-type"]; ok {
 		s, isStr := v.(string)
 		if !isStr {

@@ -1,10 +1,13 @@
 package broker
 
 import (
+	"strings"
 	"testing"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/warrenmq/warren/index"
 )
 
 var quorumArgs = amqp.Table{"x-queue-type": "quorum"}
@@ -234,5 +237,40 @@ func TestQuorumCountsSurviveKill9(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	if st, _ := ch2.QueueDeclarePassive("k-dead", true, false, false, false, nil); st.Messages != 1 {
 		t.Fatalf("third failure after the restart not dead-lettered (%d dead)", st.Messages)
+	}
+}
+
+// TestDefaultQueueType: a vhost whose default queue type is quorum makes
+// durable queues declared without x-queue-type quorum queues (recorded
+// with the argument, as RabbitMQ records it); an exclusive or non-durable
+// one, which a quorum queue cannot be, stays classic.
+func TestDefaultQueueType(t *testing.T) {
+	b := startBroker(t, "")
+	if _, err := b.srv.PutVHost(index.VHost{Name: "qv", DefaultQueueType: "quorum"}, "guest"); err != nil {
+		t.Fatal(err)
+	}
+	c, err := amqp.Dial(strings.TrimSuffix(b.url, "/") + "/qv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ch, _ := c.Channel()
+	ch.QueueDeclare("d", true, false, false, false, nil)
+	ch.QueueDeclare("t", false, false, false, false, nil)
+	ch.QueueDeclare("", false, false, true, false, nil)
+	qs, _ := b.srv.Queues("qv")
+	types := map[string]string{}
+	for _, q := range qs {
+		types[q.Name] = q.Type
+		if q.Name == "d" && q.Arguments["x-queue-type"] != "quorum" {
+			t.Fatalf("arguments recorded %v", q.Arguments)
+		}
+	}
+	if types["d"] != "quorum" || types["t"] != "classic" || len(types) != 3 {
+		t.Fatalf("types %v", types)
+	}
+	// Redeclaring without the argument is equivalent.
+	if _, err := ch.QueueDeclare("d", true, false, false, false, nil); err != nil {
+		t.Fatalf("redeclare: %v", err)
 	}
 }

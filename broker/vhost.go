@@ -34,9 +34,12 @@ type vhost struct {
 	// policies (policy.go), under mu.
 	policies, opPolicies []*policy
 	// defaultType is the type of queues declared without x-queue-type
-	// (the vhost's default queue type).
-	defaultType queueKind
+	// (the vhost's default queue type), a queueKind.
+	defaultType atomic.Uint32
 }
+
+// defaultKind returns the vhost's default queue type.
+func (vh *vhost) defaultKind() queueKind { return queueKind(vh.defaultType.Load()) }
 
 func newVHost(s *Server, name string) *vhost {
 	return &vhost{s: s, name: name, topo: router.NewTopology(), queues: make(map[string]*queue)}
@@ -307,7 +310,7 @@ func (vh *vhost) declareQueue(c *conn, m *amqpwire.QueueDeclare, name string) (*
 		q.mu.Unlock()
 		return q, nil
 	}
-	kind, err := checkDeclareArgs(m, name, vh.name, vh.defaultType)
+	kind, err := checkDeclareArgs(m, name, vh.name, vh.defaultKind())
 	if err != nil {
 		return nil, err
 	}
@@ -419,7 +422,7 @@ func (vh *vhost) checkEquivalentLocked(q *queue, m *amqpwire.QueueDeclare) error
 			// Absent means the vhost's default type, as RabbitMQ fills it
 			// in; compare the types.
 			if !rok {
-				rv, rok = vh.defaultType.String(), true
+				rv, rok = declaredType(nil, vh.defaultKind(), m.Durable, m.Exclusive, m.AutoDelete).String(), true
 			}
 			cv, cok = q.kind.String(), true
 		}
