@@ -642,9 +642,13 @@ func (s *Server) DeleteQueue(a Actor, vhost, name string, ifUnused, ifEmpty bool
 
 // PurgeQueue drops a queue's ready messages and returns how many.
 func (s *Server) PurgeQueue(a Actor, vhost, name string) (int, error) {
-	_, q, err := s.queueFor(a, vhost, name, permRead, &amqpwire.QueuePurge{Queue: name})
+	m := &amqpwire.QueuePurge{Queue: name}
+	_, q, err := s.queueFor(a, vhost, name, permRead, m)
 	if err != nil {
 		return 0, err
+	}
+	if q.kind == kindStream {
+		return 0, amqpErr(amqpwire.NotImplemented, m, "queue.purge not supported by stream queues queue '%s' in vhost '%s'", name, vhost)
 	}
 	return q.purge(), nil
 }
@@ -676,9 +680,13 @@ type Message struct {
 // GetMessages takes up to count ready messages from a queue, as basic.get
 // would, and then requeues, acks or rejects them.
 func (s *Server) GetMessages(a Actor, vhost, name string, count int, mode GetMode) ([]Message, error) {
-	_, q, err := s.queueFor(a, vhost, name, permRead, &amqpwire.BasicGet{Queue: name})
+	m := &amqpwire.BasicGet{Queue: name}
+	_, q, err := s.queueFor(a, vhost, name, permRead, m)
 	if err != nil {
 		return nil, err
+	}
+	if q.kind == kindStream {
+		return nil, amqpErr(amqpwire.NotImplemented, m, "basic.get not supported by stream queues queue '%s' in vhost '%s'", name, vhost)
 	}
 	var out []Message
 	var seqs []uint64
