@@ -104,11 +104,17 @@ func (s *Server) addRoutes() {
 	s.handle(g, "/api/definitions/{vhost}", accessAdmin, s.exportDefinitions)
 	s.handle(post, "/api/definitions/{vhost}", accessAdmin, s.importDefinitions)
 
-	s.handle(g, "/api/policies", accessManagement, s.listPolicies)
-	s.handle(g, "/api/policies/{vhost}", accessManagement, s.listPolicies)
-	s.handle(g, "/api/policies/{vhost}/{name}", accessManagement, s.getPolicy)
-	s.handle(put, "/api/policies/{vhost}/{name}", accessPolicy, s.putPolicy)
-	s.handle(del, "/api/policies/{vhost}/{name}", accessPolicy, s.deletePolicy)
+	s.handle(g, "/api/policies", accessManagement, s.listPolicies(false))
+	s.handle(g, "/api/policies/{vhost}", accessManagement, s.listPolicies(false))
+	s.handle(g, "/api/policies/{vhost}/{name}", accessManagement, s.getPolicy(false))
+	s.handle(put, "/api/policies/{vhost}/{name}", accessPolicy, s.putPolicy(false))
+	s.handle(del, "/api/policies/{vhost}/{name}", accessPolicy, s.deletePolicy(false))
+	// Operator policies are for administrators only, as in RabbitMQ.
+	s.handle(g, "/api/operator-policies", accessAdmin, s.listPolicies(true))
+	s.handle(g, "/api/operator-policies/{vhost}", accessAdmin, s.listPolicies(true))
+	s.handle(g, "/api/operator-policies/{vhost}/{name}", accessAdmin, s.getPolicy(true))
+	s.handle(put, "/api/operator-policies/{vhost}/{name}", accessAdmin, s.putPolicy(true))
+	s.handle(del, "/api/operator-policies/{vhost}/{name}", accessAdmin, s.deletePolicy(true))
 	s.handle(g, "/api/parameters", accessPolicy, s.listParameters)
 	s.handle(g, "/api/global-parameters", accessPolicy, s.listGlobalParameters)
 }
@@ -708,15 +714,28 @@ func (s *Server) queueJSON(q broker.QueueInfo, rt *rates) map[string]any {
 	node := s.b.Node().Node
 	m := map[string]any{
 		"name": q.Name, "vhost": q.VHost, "durable": q.Durable, "auto_delete": q.AutoDelete, "exclusive": q.Exclusive,
-		"arguments": tableJSON(q.Arguments), "type": "classic", "node": node, "state": "running",
+		"arguments": tableJSON(q.Arguments), "type": q.Type, "node": node, "state": "running",
 		"messages": q.Ready + q.Unacked, "messages_ready": q.Ready, "messages_unacknowledged": q.Unacked,
 		"messages_details":                details(rt.rateInt(cur.ready+cur.unacked, prev.ready+prev.unacked)),
 		"messages_ready_details":          details(rt.rateInt(cur.ready, prev.ready)),
 		"messages_unacknowledged_details": details(rt.rateInt(cur.unacked, prev.unacked)),
 		"consumers":                       q.Consumers, "consumer_capacity": 1.0, "consumer_utilisation": 1.0,
 		"exclusive_consumer_tag": nil, "single_active_consumer_tag": nil,
-		"policy": nil, "operator_policy": nil, "effective_policy_definition": map[string]any{},
-		"message_stats": rt.queueMessageStats(q),
+		"policy": nil, "operator_policy": nil, "effective_policy_definition": q.EffectivePolicy,
+		"message_bytes": q.ReadyBytes + q.UnackedBytes, "message_bytes_ready": q.ReadyBytes,
+		"message_bytes_unacknowledged": q.UnackedBytes,
+		"message_stats":                rt.queueMessageStats(q),
+	}
+	if q.Policy != "" {
+		m["policy"] = q.Policy
+	}
+	if q.OperatorPolicy != "" {
+		m["operator_policy"] = q.OperatorPolicy
+	}
+	if q.Type == "quorum" {
+		m["delivery_limit"] = q.DeliveryLimit
+		m["members"] = []string{node}
+		m["leader"] = node
 	}
 	if q.Consumers == 0 {
 		m["consumer_capacity"], m["consumer_utilisation"] = 0.0, 0.0
@@ -1237,39 +1256,51 @@ func policyJSON(p index.Policy) map[string]any {
 		"definition": def, "priority": p.Priority}
 }
 
-func (s *Server) listPolicies(r *request) error {
-	vh, err := r.vhostParam()
-	if err != nil {
-		return err
+// policies lists policies or operator policies.
+func (s *Server) policies(operator bool, vhost string) ([]index.Policy, error) {
+	if operator {
+		return s.b.OperatorPolicies(vhost)
 	}
-	ps, err := s.b.Policies(vh)
-	if err != nil {
-		return err
-	}
-	var out []map[string]any
-	for _, p := range ps {
-		if r.canSeeVHost(p.VHost) {
-			out = append(out, policyJSON(p))
-		}
-	}
-	return r.list(out, "vhost", "name")
+	return s.b.Policies(vhost)
 }
 
-func (s *Server) getPolicy(r *request) error {
-	vh, err := r.vhostParam()
-	if err != nil {
-		return err
-	}
-	ps, err := s.b.Policies(vh)
-	if err != nil {
-		return err
-	}
-	for _, p := range ps {
-		if p.Name == r.params["name"] {
-			return r.object(policyJSON(p))
+func (s *Server) listPolicies(operator bool) func(r *request) error {
+	return func(r *request) error {
+		vh, err := r.vhostParam()
+		if err != nil {
+			return err
 		}
+		ps, err := s.policies(operator, vh)
+		if err != nil {
+			return err
+		}
+		var out []map[string]any
+		for _, p := range ps {
+			if r.canSeeVHost(p.VHost) {
+				out = append(out, policyJSON(p))
+			}
+		}
+		return r.list(out, "vhost", "name")
 	}
-	return errNotFound
+}
+
+func (s *Server) getPolicy(operator bool) func(r *request) error {
+	return func(r *request) error {
+		vh, err := r.vhostParam()
+		if err != nil {
+			return err
+		}
+		ps, err := s.policies(operator, vh)
+		if err != nil {
+			return err
+		}
+		for _, p := range ps {
+			if p.Name == r.params["name"] {
+				return r.object(policyJSON(p))
+			}
+		}
+		return errNotFound
+	}
 }
 
 // policyBody is a policy as the API and definitions carry it.
@@ -1302,41 +1333,53 @@ func (b policyBody) toPolicy(vhost, name string) (index.Policy, error) {
 	return p, nil
 }
 
-func (s *Server) putPolicy(r *request) error {
-	vh, err := r.vhostParam()
-	if err != nil {
-		return err
-	}
-	var body policyBody
-	if err := r.decode(&body); err != nil {
-		return err
-	}
-	p, err := body.toPolicy(vh, r.params["name"])
-	if err != nil {
-		return err
-	}
-	existing, _ := s.b.Policies(vh)
-	isNew := true
-	for _, e := range existing {
-		if e.Name == p.Name {
-			isNew = false
+func (s *Server) putPolicy(operator bool) func(r *request) error {
+	return func(r *request) error {
+		vh, err := r.vhostParam()
+		if err != nil {
+			return err
 		}
+		var body policyBody
+		if err := r.decode(&body); err != nil {
+			return err
+		}
+		p, err := body.toPolicy(vh, r.params["name"])
+		if err != nil {
+			return err
+		}
+		existing, _ := s.policies(operator, vh)
+		isNew := true
+		for _, e := range existing {
+			if e.Name == p.Name {
+				isNew = false
+			}
+		}
+		put := s.b.PutPolicy
+		if operator {
+			put = s.b.PutOperatorPolicy
+		}
+		if err := put(p); err != nil {
+			return err
+		}
+		return r.created(isNew)
 	}
-	if err := s.b.PutPolicy(p); err != nil {
-		return err
-	}
-	return r.created(isNew)
 }
 
-func (s *Server) deletePolicy(r *request) error {
-	vh, err := r.vhostParam()
-	if err != nil {
-		return err
+func (s *Server) deletePolicy(operator bool) func(r *request) error {
+	return func(r *request) error {
+		vh, err := r.vhostParam()
+		if err != nil {
+			return err
+		}
+		del := s.b.DeletePolicy
+		if operator {
+			del = s.b.DeleteOperatorPolicy
+		}
+		if err := del(vh, r.params["name"]); err != nil {
+			return err
+		}
+		return r.noContent()
 	}
-	if err := s.b.DeletePolicy(vh, r.params["name"]); err != nil {
-		return err
-	}
-	return r.noContent()
 }
 
 func rawJSON(b []byte) any {

@@ -262,7 +262,7 @@ func (s *Server) importDefinitions(r *request) error {
 // With vhost set, every vhost-scoped object goes to that vhost. It stops at
 // the first error, leaving what was imported before it (as RabbitMQ does);
 // importing the same document again is harmless. Policies and runtime
-// parameters are stored (and exported again) but not applied.
+// parameters are stored (and exported again); policies apply to queues.
 func (s *Server) Import(actor, vhost string, d *Definitions) error {
 	// Administrators act without permission checks; definitions import is
 	// for administrators only.

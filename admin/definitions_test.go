@@ -138,6 +138,8 @@ func TestImportRabbitMQExport(t *testing.T) {
 	if len(policies) != 1 || policies[0]["name"] != "ttl-audit" {
 		t.Fatalf("policies: %v", policies)
 	}
+	// The policy applies: audit (and only audit) shows it, with its TTL.
+	checkPolicyApplied(t, e)
 
 	// Everything survives a restart.
 	dir := t.TempDir()
@@ -162,6 +164,7 @@ func TestImportRabbitMQExport(t *testing.T) {
 	if code, _ := e3.call("GET", "/api/whoami", "alice", "wonderland", nil); code != 200 {
 		t.Fatalf("alice after restart: %d", code)
 	}
+	checkPolicyApplied(t, e3)
 	e3.stop()
 
 	// Re-import the export into a fresh broker: the same definitions again.
@@ -175,6 +178,31 @@ func TestImportRabbitMQExport(t *testing.T) {
 	e2.do("POST", "/api/definitions", string(exported), 204)
 	if code, _ := e2.call("GET", "/api/whoami", "alice", "wonderland", nil); code != 200 {
 		t.Fatalf("alice after re-import: %d", code)
+	}
+}
+
+// checkPolicyApplied checks that the fixture's ttl-audit policy applies to
+// the audit queue of shop and to no other queue, as RabbitMQ shows it.
+func checkPolicyApplied(t *testing.T, e *env) {
+	t.Helper()
+	var qs []map[string]any
+	e.get("/api/queues/shop", &qs)
+	seen := false
+	for _, q := range qs {
+		if q["name"] == "audit" {
+			seen = true
+			def, _ := q["effective_policy_definition"].(map[string]any)
+			if q["policy"] != "ttl-audit" || q["operator_policy"] != nil || len(def) != 1 || def["message-ttl"] != 3600000.0 {
+				t.Fatalf("audit: policy %v, operator policy %v, effective %v", q["policy"], q["operator_policy"], q["effective_policy_definition"])
+			}
+			continue
+		}
+		if q["policy"] != nil || len(q["effective_policy_definition"].(map[string]any)) != 0 {
+			t.Fatalf("%v: the policy applies to it: %v %v", q["name"], q["policy"], q["effective_policy_definition"])
+		}
+	}
+	if !seen {
+		t.Fatal("no audit queue")
 	}
 }
 

@@ -60,6 +60,9 @@ type Broker interface {
 	Policies(vhost string) ([]index.Policy, error)
 	PutPolicy(p index.Policy) error
 	DeletePolicy(vhost, name string) error
+	OperatorPolicies(vhost string) ([]index.Policy, error)
+	PutOperatorPolicy(p index.Policy) error
+	DeleteOperatorPolicy(vhost, name string) error
 	Parameters() ([]index.Parameter, error)
 	PutParameter(p index.Parameter) error
 	GlobalParameters() ([]index.GlobalParameter, error)

@@ -131,16 +131,23 @@ func (p *Properties) AppendTo(dst []byte) []byte {
 // PeekDeliveryMode returns the delivery-mode property from raw properties
 // (2 means persistent), or 0 when it is absent or raw is malformed. It skips
 // the properties before it by their lengths and does not allocate.
-func PeekDeliveryMode(raw []byte) uint8 {
+func PeekDeliveryMode(raw []byte) uint8 { return peekOctet(raw, FlagDeliveryMode) }
+
+// PeekPriority returns the priority property from raw properties, or 0 when
+// it is absent or raw is malformed, without allocating.
+func PeekPriority(raw []byte) uint8 { return peekOctet(raw, FlagPriority) }
+
+// peekOctet returns the octet property flag from raw properties.
+func peekOctet(raw []byte, flag uint16) uint8 {
 	var r Reader
 	r.Reset(raw)
 	flags := readFlags(&r)
-	if flags&FlagDeliveryMode == 0 {
+	if flags&flag == 0 {
 		return 0
 	}
 	for i, k := range propertyKinds {
 		bit := uint16(0x8000) >> i
-		if bit == FlagDeliveryMode {
+		if bit == flag {
 			v := r.Octet()
 			if r.err != nil {
 				return 0

@@ -49,6 +49,12 @@ func TestPropertiesRoundTrip(t *testing.T) {
 	if PeekDeliveryMode(raw) != 2 {
 		t.Errorf("PeekDeliveryMode = %d", PeekDeliveryMode(raw))
 	}
+	if PeekPriority(raw) != p.Priority {
+		t.Errorf("PeekPriority = %d, want %d", PeekPriority(raw), p.Priority)
+	}
+	if only := (&Properties{Flags: FlagPriority, Priority: 7}).AppendTo(nil); PeekPriority(only) != 7 || PeekPriority(raw[:3]) != 0 {
+		t.Errorf("PeekPriority alone = %d, truncated = %d", PeekPriority(only), PeekPriority(raw[:3]))
+	}
 	// Each truncation fails.
 	for n := 0; n < len(raw); n++ {
 		if _, err := DecodeProperties(raw[:n]); err == nil {

@@ -127,6 +127,15 @@ type Config struct {
 	MultiAckEvery int `json:"multi_ack_every"`
 	// QueueArgs are the x-arguments of declared queues (--queue-args).
 	QueueArgs map[string]any `json:"queue_args,omitempty"`
+	// ConsumerArgs are the arguments of basic.consume, e.g.
+	// x-stream-offset=first (--consumer-args).
+	ConsumerArgs map[string]any `json:"consumer_args,omitempty"`
+	// Priorities, when positive, makes producers publish with priorities
+	// 0..Priorities-1 in turn, for priority queues (--priorities).
+	Priorities int `json:"priorities,omitempty"`
+	// ConsumerRate bounds each consumer's rate in messages per second; 0
+	// is as fast as possible (--consumer-rate).
+	ConsumerRate float64 `json:"consumer_rate,omitempty"`
 	// Predeclared uses existing exchanges and queues: nothing is declared,
 	// bound or deleted (--predeclared).
 	Predeclared bool `json:"predeclared"`
@@ -170,6 +179,9 @@ func DefaultConfig() Config {
 		DialTimeout:  5 * time.Second,
 	}
 }
+
+// stream reports whether the run's queues are streams.
+func (c *Config) stream() bool { return c.QueueArgs["x-queue-type"] == "stream" }
 
 // durable reports whether declared queues and exchanges are durable.
 func (c *Config) durable() bool {

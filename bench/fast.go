@@ -558,6 +558,14 @@ func (p *producer) loopFast() error {
 		props.ContentType = "application/json"
 	}
 	rawProps := props.AppendTo(nil)
+	var byPriority [][]byte // with --priorities, the properties of each level
+	for l := range cfg.Priorities {
+		pp := props
+		pp.Priority = uint8(l)
+		pp.Flags |= amqpwire.FlagPriority
+		byPriority = append(byPriority, pp.AppendTo(nil))
+		rawProps = byPriority[l]
+	}
 	pub := amqpwire.BasicPublish{Exchange: p.exchange, RoutingKey: p.key, Mandatory: cfg.Mandatory}
 	// A publish is at most: method frame (8 + 4 + 2 + 1+255 + 1+255 + 1),
 	// header frame (8 + 12 + props), body frames (8 each + body).
@@ -637,7 +645,11 @@ func (p *producer) loopFast() error {
 			b = w.bw.AvailableBuffer()
 		}
 		b = amqpwire.AppendMethodFrame(b, fastChannel, &pub)
-		b = amqpwire.AppendContentFrames(b, fastChannel, amqpwire.ClassBasic, uint64(len(body)), rawProps, body, w.frameMax)
+		rp := rawProps
+		if byPriority != nil {
+			rp = byPriority[n%int64(len(byPriority))]
+		}
+		b = amqpwire.AppendContentFrames(b, fastChannel, amqpwire.ClassBasic, uint64(len(body)), rp, body, w.frameMax)
 		if !inPlace {
 			w.scratch = b[:0]
 		}
@@ -692,7 +704,8 @@ func (c *consumer) connectFast() error {
 				return fmt.Errorf("basic.qos: %w", err)
 			}
 		}
-		if err := w.send(fastChannel, &amqpwire.BasicConsume{Queue: c.queue, ConsumerTag: c.tag, NoAck: cfg.AutoAck}); err != nil {
+		if err := w.send(fastChannel, &amqpwire.BasicConsume{Queue: c.queue, ConsumerTag: c.tag, NoAck: cfg.AutoAck,
+			Arguments: amqpwire.Table(cfg.ConsumerArgs)}); err != nil {
 			return err
 		}
 		if _, err := w.expect(fastChannel, "basic.consume-ok", func(m amqpwire.Method) bool {
@@ -758,7 +771,16 @@ func (c *consumer) loopFast(limit int64) error {
 		_ = w.bw.Flush()
 		return c.brokerErr("consume from queue "+strconv.Quote(c.queue), err)
 	}
+	var pace *pacer
+	if cfg.ConsumerRate > 0 {
+		pace = newPacer(cfg.ConsumerRate)
+	}
 	deliver := func() bool {
+		if pace != nil {
+			// Acks go out before the pause, so the broker has the credit.
+			_ = w.bw.Flush()
+			pace.wait(c.r.stop)
+		}
 		now := time.Now().UnixNano()
 		if ts, ok := publishTime(cfg.BodyKind, head[:headLen]); ok {
 			c.mu.Lock()

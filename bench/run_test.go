@@ -420,3 +420,54 @@ func TestBrokerCompare_NeedsWARREN_BENCH_URL(t *testing.T) {
 		t.Fatalf("rows %+v", cr.Rows)
 	}
 }
+
+// TestBrokerStreamReplay_NeedsWARREN_BENCH_URL publishes a backlog to a
+// stream and replays it from the first offset.
+func TestBrokerStreamReplay_NeedsWARREN_BENCH_URL(t *testing.T) {
+	eachClient(t, func(t *testing.T, client ClientKind) {
+		c := e2eConfig(t, "stream", client)
+		c.QueueArgs = map[string]any{"x-queue-type": "stream"}
+		c.ConsumerArgs = map[string]any{"x-stream-offset": "first"}
+		c.Backlog, c.BacklogSlice = 2000, 1000
+		c.Confirm, c.Prefetch = 100, 100
+		c.Persistent = true
+		c.Duration = 60 * time.Second
+		res, err := Run(context.Background(), c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b := res.Backlog; b == nil || b.Drained != 2000 || res.Received != 2000 {
+			t.Fatalf("stream replay: backlog %+v, received %d", b, res.Received)
+		}
+	})
+}
+
+// TestBrokerPrioritiesAndRejectPublish_NeedsWARREN_BENCH_URL publishes
+// with priorities to a priority queue, and to a full reject-publish queue
+// whose consumer is slower than its producer (nacks counted).
+func TestBrokerPrioritiesAndRejectPublish_NeedsWARREN_BENCH_URL(t *testing.T) {
+	eachClient(t, func(t *testing.T, client ClientKind) {
+		c := e2eConfig(t, "prio", client)
+		c.QueueArgs = map[string]any{"x-max-priority": 9}
+		c.Priorities = 10
+		c.ProducerMessages, c.ConsumerMessages = 1000, 1000
+		c.Confirm, c.Prefetch = 50, 50
+		c.Duration = 30 * time.Second
+		res, err := Run(context.Background(), c)
+		if err != nil || res.Received != 1000 {
+			t.Fatalf("priorities: received %d, %v", res.Received, err)
+		}
+		c = e2eConfig(t, "reject", client)
+		c.QueueArgs = map[string]any{"x-max-length": 10, "x-overflow": "reject-publish"}
+		c.Rate, c.ConsumerRate = 400, 200
+		c.Confirm, c.Prefetch = 20, 10
+		c.Duration = 2 * time.Second
+		res, err = Run(context.Background(), c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Nacked == 0 || res.Confirmed == 0 || res.Received == 0 {
+			t.Fatalf("reject-publish: confirmed %d nacked %d received %d", res.Confirmed, res.Nacked, res.Received)
+		}
+	})
+}

@@ -1,7 +1,9 @@
 package broker
 
 import (
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -55,7 +57,8 @@ type channel struct {
 	qorder     []*queue
 	routeBuf   []string
 
-	lastDeclared string // the queue named by an empty queue name
+	lastDeclared string       // the queue named by an empty queue name
+	reply        *replyTarget // the direct reply-to consumer, reader-owned
 	acks         map[*queue]*ackBatch
 	aorder       []*queue
 
@@ -98,6 +101,7 @@ const (
 
 type pendingPub struct {
 	exchange, key string
+	extra         []string // CC and BCC routing keys
 	props, body   []byte
 	persistent    bool
 	mandatory     bool
@@ -107,12 +111,14 @@ type pendingPub struct {
 
 type queueBatch struct {
 	recs []segment.Record
+	pubs []int32 // index in the channel's batch of each record
 }
 
 type ackBatch struct {
 	acks     []uint64
 	discards []uint64
 	requeues []uint64
+	fails    []uint64 // requeued after a failed delivery (basic.reject)
 	cons     []*consumer
 }
 
@@ -132,8 +138,8 @@ type confirmRange struct {
 
 // txAck is one delivery settled inside a transaction, applied at commit.
 type txAck struct {
-	tag           uint64
-	nack, requeue bool
+	tag                   uint64
+	nack, requeue, reject bool
 }
 
 func newChannel(c *conn, id uint16) *channel {
@@ -233,11 +239,11 @@ func (ch *channel) handleMethod(m amqpwire.Method) error {
 	case *amqpwire.BasicPublish:
 		return ch.startPublish(m)
 	case *amqpwire.BasicAck:
-		return ch.ack(m, m.DeliveryTag, m.Multiple, false, false)
+		return ch.ack(m, m.DeliveryTag, m.Multiple, false, false, false)
 	case *amqpwire.BasicNack:
-		return ch.ack(m, m.DeliveryTag, m.Multiple, true, m.Requeue)
+		return ch.ack(m, m.DeliveryTag, m.Multiple, true, m.Requeue, false)
 	case *amqpwire.BasicReject:
-		return ch.ack(m, m.DeliveryTag, false, true, m.Requeue)
+		return ch.ack(m, m.DeliveryTag, false, true, m.Requeue, true)
 	}
 	ch.flush()
 	switch m := m.(type) {
@@ -414,6 +420,15 @@ func (ch *channel) finishPublish() error {
 		body, p.large = p.large, nil
 	}
 	persistent := amqpwire.PeekDeliveryMode(props) == 2
+	pm := &amqpwire.BasicPublish{}
+	var err error
+	if props, ch.arena, err = ch.rewriteReplyTo(props, ch.arena, pm); err != nil {
+		return err
+	}
+	var extra []string
+	if extra, props, ch.arena, err = senderSelected(props, pm, ch.arena); err != nil {
+		return err
+	}
 	if ch.txMode {
 		size := len(props) + len(body)
 		if max := ch.c.s.cfg.MaxTxBytes; ch.c.txBytes+size > max {
@@ -430,7 +445,7 @@ func (ch *channel) finishPublish() error {
 		ch.txBlock = append(ch.txBlock, props...)
 		ch.txBlock = append(ch.txBlock, body...)
 		n := len(ch.txBlock)
-		ch.txPubs = append(ch.txPubs, pendingPub{exchange: p.exchange, key: p.key,
+		ch.txPubs = append(ch.txPubs, pendingPub{exchange: p.exchange, key: p.key, extra: extra,
 			props: ch.txBlock[n-size : n-len(body) : n-len(body)], body: ch.txBlock[n-len(body) : n : n],
 			persistent: persistent, mandatory: p.mandatory})
 		ch.arena = ch.arena[:p.propsStart]
@@ -441,7 +456,7 @@ func (ch *channel) finishPublish() error {
 		ch.pubSeq++
 		seq = ch.pubSeq
 	}
-	ch.batch = append(ch.batch, pendingPub{exchange: p.exchange, key: p.key, props: props, body: body,
+	ch.batch = append(ch.batch, pendingPub{exchange: p.exchange, key: p.key, extra: extra, props: props, body: body,
 		persistent: persistent, mandatory: p.mandatory, owned: owned, seq: seq})
 	ch.batchBytes += len(props) + len(body)
 	ch.c.markDirty(ch)
@@ -466,7 +481,7 @@ func (ch *channel) flush() {
 func (ch *channel) flushPublishes() {
 	var round *confirmRound
 	if ch.confirm {
-		round = &confirmRound{lo: ch.batch[0].seq, hi: ch.batch[len(ch.batch)-1].seq, settled: ch.confirmed}
+		round = &confirmRound{lo: ch.batch[0].seq, hi: ch.batch[len(ch.batch)-1].seq, settled: ch.settleRound}
 	}
 	ch.publishBatch(round)
 	clear(ch.batch)
@@ -485,12 +500,21 @@ func (ch *channel) publishBatch(round *confirmRound) {
 	var routedN, returnedN uint64
 	for i := range ch.batch {
 		pp := &ch.batch[i]
-		ch.routeBuf = vh.route(snap, pp.exchange, pp.key, pp.props, ch.routeBuf[:0])
+		if len(pp.extra) > 0 {
+			ch.routeBuf = vh.routeKeys(snap, pp.exchange, pp.key, pp.extra, pp.props, ch.routeBuf[:0])
+		} else {
+			ch.routeBuf = vh.route(snap, pp.exchange, pp.key, pp.props, ch.routeBuf[:0])
+		}
 		routed := false
 		for _, qname := range ch.routeBuf {
 			q := vh.queueByName(qname)
 			if q == nil {
-				continue // the default exchange names queues that may not exist
+				// The default exchange names queues that may not exist,
+				// or a direct reply-to consumer.
+				if pp.exchange == "" && strings.HasPrefix(qname, replyToPrefix) && ch.c.s.deliverReply(qname, pp.props, pp.body) {
+					routed = true
+				}
+				continue
 			}
 			routed = true
 			qb := ch.qbatch[q]
@@ -507,6 +531,7 @@ func (ch *channel) publishBatch(round *confirmRound) {
 			}
 			qb.recs = append(qb.recs, segment.Record{Timestamp: now, Exchange: pp.exchange, RoutingKey: pp.key,
 				Props: pp.props, Body: pp.body, Flags: flags, Owned: pp.owned})
+			qb.pubs = append(qb.pubs, int32(i))
 		}
 		switch {
 		case routed:
@@ -541,9 +566,17 @@ func (ch *channel) publishBatch(round *confirmRound) {
 			round.pending.Add(1)
 			cb = round.done
 		}
-		q.publish(qb.recs, cb)
+		// Records a full queue refuses (x-overflow reject-publish) are
+		// nacked to a confirming publisher, and dropped otherwise.
+		for _, i := range q.publish(qb.recs, cb) {
+			if round != nil {
+				if seq := ch.batch[qb.pubs[i]].seq; seq != 0 {
+					round.nacked = append(round.nacked, seq)
+				}
+			}
+		}
 		clear(qb.recs)
-		qb.recs = qb.recs[:0]
+		qb.recs, qb.pubs = qb.recs[:0], qb.pubs[:0]
 	}
 	clear(ch.qorder)
 	ch.qorder = ch.qorder[:0]
@@ -591,9 +624,12 @@ func (ch *channel) resetArena() {
 // settled runs once with the batch's confirm sequences.
 type confirmRound struct {
 	lo, hi  uint64
-	settled func(lo, hi uint64, failed bool)
+	settled func(r *confirmRound)
 	pending atomic.Int32
 	failed  atomic.Bool
+	// nacked lists the sequences a queue refused (reject-publish), in
+	// order; written before the batch's last done, read by settled.
+	nacked []uint64
 }
 
 func (r *confirmRound) done(err error) {
@@ -601,7 +637,31 @@ func (r *confirmRound) done(err error) {
 		r.failed.Store(true)
 	}
 	if r.pending.Add(-1) == 0 {
-		r.settled(r.lo, r.hi, r.failed.Load())
+		r.settled(r)
+	}
+}
+
+// settleRound confirms a round: basic.nack for all of it when an append
+// failed, else basic.ack with a basic.nack for each refused message, in
+// sequence order.
+func (ch *channel) settleRound(r *confirmRound) {
+	if r.failed.Load() || len(r.nacked) == 0 {
+		ch.confirmed(r.lo, r.hi, r.failed.Load())
+		return
+	}
+	nacked := r.nacked
+	slices.Sort(nacked)
+	nacked = slices.Compact(nacked)
+	lo := r.lo
+	for _, n := range nacked {
+		if n > lo {
+			ch.confirmed(lo, n-1, false)
+		}
+		ch.confirmed(n, n, true)
+		lo = n + 1
+	}
+	if lo <= r.hi {
+		ch.confirmed(lo, r.hi, false)
 	}
 }
 
@@ -643,18 +703,19 @@ func (ch *channel) sendConfirm(lo, hi uint64, nack bool) {
 // ---- acknowledgements ----
 
 // ack settles deliveries: ack (nack=false), or nack/reject with requeue or
-// discard. The queue side is batched until flush.
-func (ch *channel) ack(m amqpwire.Method, tag uint64, multiple, nack, requeue bool) error {
+// discard; reject marks a basic.reject (a failed delivery, for quorum
+// queues' delivery counts). The queue side is batched until flush.
+func (ch *channel) ack(m amqpwire.Method, tag uint64, multiple, nack, requeue, reject bool) error {
 	if ch.txMode {
-		return ch.txSettle(m, tag, multiple, nack, requeue)
+		return ch.txSettle(m, tag, multiple, nack, requeue, reject)
 	}
-	return ch.settle(m, tag, multiple, nack, requeue)
+	return ch.settle(m, tag, multiple, nack, requeue, reject)
 }
 
 // txSettle records acks, nacks and rejects of a transaction. Tags are
 // checked now, as RabbitMQ does, so that an unknown or twice-settled tag
 // fails before commit; multiple is expanded to the tags outstanding now.
-func (ch *channel) txSettle(m amqpwire.Method, tag uint64, multiple, nack, requeue bool) error {
+func (ch *channel) txSettle(m amqpwire.Method, tag uint64, multiple, nack, requeue, reject bool) error {
 	ch.umu.Lock()
 	defer ch.umu.Unlock()
 	if ch.txAcked == nil {
@@ -667,7 +728,7 @@ func (ch *channel) txSettle(m amqpwire.Method, tag uint64, multiple, nack, reque
 	}
 	if !multiple {
 		ch.txAcked[tag] = true
-		ch.txAcks = append(ch.txAcks, txAck{tag: tag, nack: nack, requeue: requeue})
+		ch.txAcks = append(ch.txAcks, txAck{tag: tag, nack: nack, requeue: requeue, reject: reject})
 		return nil
 	}
 	for i := range ch.unacked {
@@ -689,7 +750,7 @@ func (ch *channel) findLocked(tag uint64) int {
 	return -1
 }
 
-func (ch *channel) settle(m amqpwire.Method, tag uint64, multiple, nack, requeue bool) error {
+func (ch *channel) settle(m amqpwire.Method, tag uint64, multiple, nack, requeue, reject bool) error {
 	ch.umu.Lock()
 	var from, to int
 	if multiple {
@@ -722,10 +783,12 @@ func (ch *channel) settle(m amqpwire.Method, tag uint64, multiple, nack, requeue
 			ab = &ackBatch{}
 			ch.acks[d.q] = ab
 		}
-		if len(ab.acks) == 0 && len(ab.discards) == 0 && len(ab.requeues) == 0 && len(ab.cons) == 0 {
+		if len(ab.acks) == 0 && len(ab.discards) == 0 && len(ab.requeues) == 0 && len(ab.fails) == 0 && len(ab.cons) == 0 {
 			ch.aorder = append(ch.aorder, d.q)
 		}
 		switch {
+		case nack && requeue && reject:
+			ab.fails = append(ab.fails, d.seq)
 		case nack && requeue:
 			ab.requeues = append(ab.requeues, d.seq)
 		case nack:
@@ -799,9 +862,9 @@ func (ch *channel) compactLocked() {
 func (ch *channel) flushAcks() {
 	for _, q := range ch.aorder {
 		ab := ch.acks[q]
-		q.settle(ab.acks, ab.discards, ab.requeues)
+		q.settle(ab.acks, ab.discards, ab.requeues, ab.fails)
 		clear(ab.cons)
-		ab.acks, ab.discards, ab.requeues, ab.cons = ab.acks[:0], ab.discards[:0], ab.requeues[:0], ab.cons[:0]
+		ab.acks, ab.discards, ab.requeues, ab.fails, ab.cons = ab.acks[:0], ab.discards[:0], ab.requeues[:0], ab.fails[:0], ab.cons[:0]
 	}
 	clear(ch.aorder)
 	ch.aorder = ch.aorder[:0]
@@ -842,7 +905,7 @@ func (ch *channel) txCommit(m *amqpwire.TxCommit) error {
 	ch.flush()
 	ch.batch = append(ch.batch, pubs...)
 	settled := make(chan bool, 1)
-	ch.publishBatch(&confirmRound{settled: func(_, _ uint64, failed bool) { settled <- failed }})
+	ch.publishBatch(&confirmRound{settled: func(r *confirmRound) { settled <- r.failed.Load() }})
 	clear(ch.batch)
 	ch.batch = ch.batch[:0]
 	failed := <-settled
@@ -854,7 +917,7 @@ func (ch *channel) txCommit(m *amqpwire.TxCommit) error {
 		outstanding := ch.findLocked(a.tag) >= 0
 		ch.umu.Unlock()
 		if outstanding {
-			if err := ch.settle(m, a.tag, false, a.nack, a.requeue); err != nil {
+			if err := ch.settle(m, a.tag, false, a.nack, a.requeue, a.reject); err != nil {
 				return err
 			}
 		}
@@ -898,7 +961,8 @@ func (ch *channel) teardown() {
 	ch.confClosed = true
 	ch.cmu.Unlock()
 	ch.cancelConsumers()
-	ch.requeueAll()
+	ch.replyCancel()
+	ch.requeueAll(true)
 	ch.release()
 }
 
@@ -917,8 +981,10 @@ func (ch *channel) cancelConsumers() {
 	}
 }
 
-// requeueAll returns every unacked delivery of the channel to its queue.
-func (ch *channel) requeueAll() {
+// requeueAll returns every unacked delivery of the channel to its queue;
+// failed says the deliveries failed (the channel closed holding them), which
+// quorum queues count.
+func (ch *channel) requeueAll(failed bool) {
 	ch.umu.Lock()
 	byQ := make(map[*queue][]uint64)
 	var order []*queue
@@ -944,7 +1010,11 @@ func (ch *channel) requeueAll() {
 	ch.c.unacked.Add(-int64(n))
 	ch.umu.Unlock()
 	for _, q := range order {
-		q.settle(nil, nil, byQ[q])
+		if failed {
+			q.settle(nil, nil, nil, byQ[q])
+		} else {
+			q.settle(nil, nil, byQ[q], nil)
+		}
 	}
 	ch.kickIfGlobalLimit()
 }

@@ -14,16 +14,6 @@ const (
 	reasonMaxLen   = "maxlen"
 )
 
-// dlxConfig reads a queue's dead-letter arguments.
-func (q *queue) dlxConfig() {
-	if v, ok := stringOf(q.args["x-dead-letter-exchange"]); ok {
-		q.dlx, q.hasDLX = v, true
-	}
-	if v, ok := stringOf(q.args["x-dead-letter-routing-key"]); ok {
-		q.dlrk, q.hasDLRK = v, true
-	}
-}
-
 // deadLetterLocked reads the records of handed-out seqs (before they are
 // acked) and returns them rewritten for the dead-letter exchange.
 func (q *queue) deadLetterLocked(seqs []uint64, reason string) []segment.Record {
@@ -80,13 +70,22 @@ func (q *queue) deathProps(rec segment.Record, reason string, now time.Time) []b
 			break
 		}
 	}
+	keys := []any{rec.RoutingKey} // with CC's, as RabbitMQ records them
+	if cc, _, err := routingHeaders(p.Headers, nil); err == nil {
+		for _, k := range cc {
+			keys = append(keys, k)
+		}
+	}
+	if q.hasDLRK {
+		delete(p.Headers, "CC") // the new routing key replaces them all
+	}
 	entry := amqpwire.Table{
 		"count":        count,
 		"reason":       reason,
 		"queue":        q.name,
 		"time":         now.Truncate(time.Second),
 		"exchange":     rec.Exchange,
-		"routing-keys": []any{rec.RoutingKey},
+		"routing-keys": keys,
 	}
 	if p.Expiration != "" {
 		entry["original-expiration"] = p.Expiration
@@ -142,7 +141,8 @@ func (vh *vhost) republish(recs []segment.Record) {
 		}
 		var next []segment.Record
 		for _, q := range order {
-			next = append(next, q.append(groups[q], nil)...)
+			dead, _ := q.append(groups[q], nil)
+			next = append(next, dead...)
 		}
 		recs = next
 	}

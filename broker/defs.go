@@ -59,6 +59,9 @@ func (s *Server) loadDefinitions() error {
 	}
 	for _, v := range vhosts {
 		vh := newVHost(s, v.Name)
+		if k, ok := parseKind(v.DefaultQueueType); ok {
+			vh.defaultType.Store(uint32(k))
+		}
 		s.vhosts[v.Name] = vh
 		if err := vh.load(); err != nil {
 			return err
@@ -113,14 +116,22 @@ func (vh *vhost) load() error {
 	if err != nil {
 		return fmt.Errorf("broker: load queues of %s: %w", vh.name, err)
 	}
+	if err := vh.loadPoliciesLocked(); err != nil {
+		return err
+	}
 	for _, qd := range qs {
-		sq, err := vh.s.store.OpenQueue(qd)
-		if err != nil {
+		args := decodeArgs(qd.Arguments)
+		kind := queueTypeOf(args, kindClassic)
+		q := &queue{vh: vh, name: qd.Name, id: qd.ID, durable: true, autoDelete: qd.AutoDelete,
+			args: args, kind: kind, maxPrio: -1}
+		if kind == kindClassic {
+			q.maxPrio = maxPriorityOf(args)
+		}
+		vh.matchPoliciesLocked(q)
+		q.configureLocked()
+		if err := vh.openStoreLocked(q, qd); err != nil {
 			return fmt.Errorf("broker: open queue %s/%s: %w", vh.name, qd.Name, err)
 		}
-		q := &queue{vh: vh, name: qd.Name, id: qd.ID, durable: true, autoDelete: qd.AutoDelete,
-			args: decodeArgs(qd.Arguments), sq: sq}
-		q.queueLimits()
 		q.perMsgTTL = true // recovered messages may carry an expiration
 		vh.queues[qd.Name] = q
 		vh.s.queueCount.Add(1)
@@ -244,7 +255,7 @@ func checkTargetExchange(chk checker, args amqpwire.Table, arg, resKind, name, v
 	target, isStr := stringOf(v)
 	if !isStr {
 		return amqpErr(amqpwire.PreconditionFailed, m, "invalid type '%s' for arg '%s' in %s '%s' in vhost '%s'",
-			argTypeName(v), arg, resKind, name, vhost)
+			erlType(v), arg, resKind, name, vhost)
 	}
 	if err := chk(permRead, resKind, name, m); err != nil {
 		return err

@@ -12,25 +12,6 @@ import (
 	"github.com/warrenmq/warren/store"
 )
 
-// queueLimits reads the queue arguments Warren enforces: message TTL,
-// queue expiry, maximum length (drop-head) and single active consumer.
-func (q *queue) queueLimits() {
-	q.ttl, q.maxLen, q.expires = -1, -1, -1
-	if n, ok := intArg(q.args["x-message-ttl"]); ok {
-		q.ttl = n
-	}
-	if n, ok := intArg(q.args["x-max-length"]); ok {
-		q.maxLen = n
-	}
-	if n, ok := intArg(q.args["x-expires"]); ok {
-		q.expires = n
-	}
-	if v, ok := q.args["x-single-active-consumer"].(bool); ok {
-		q.sac = v
-	}
-	q.dlxConfig()
-}
-
 // messageExpiry returns when a message expires (unix ms), from the queue's
 // TTL and the message's expiration property, whichever is sooner.
 func (q *queue) messageExpiry(rec *segment.Record) (int64, bool) {
@@ -112,17 +93,26 @@ func (q *queue) onExpiryTimer() {
 	q.unlock()
 }
 
+// overLimitLocked reports whether the ready messages pass the queue's
+// length or byte limit.
+func (q *queue) overLimitLocked() bool {
+	if q.maxLen >= 0 && int64(q.sq.Ready()) > q.maxLen {
+		return true
+	}
+	return q.maxBytes >= 0 && q.sq.ReadyBytes() > q.maxBytes
+}
+
 // enforceMaxLenLocked drops messages from the head until the queue is within
-// x-max-length (RabbitMQ's default drop-head overflow).
+// its length and byte limits (RabbitMQ's default drop-head overflow); for a
+// priority queue the head is the highest priority's, as in RabbitMQ.
 func (q *queue) enforceMaxLenLocked() {
-	if q.maxLen < 0 {
+	if q.overflow != overflowDropHead || (q.maxLen < 0 && q.maxBytes < 0) {
 		return
 	}
-	over := q.sq.Ready() - int(q.maxLen)
-	for over > 0 {
+	for q.overLimitLocked() {
 		dropped := 0
 		q.sq.Deliver(1, func(m *store.Message) store.Verdict {
-			if dropped == over {
+			if dropped > 0 {
 				return store.Stop
 			}
 			dropped++
@@ -132,8 +122,61 @@ func (q *queue) enforceMaxLenLocked() {
 		if dropped == 0 {
 			return
 		}
-		over = q.sq.Ready() - int(q.maxLen)
 	}
+}
+
+// rejectOverflowLocked applies x-overflow reject-publish and
+// reject-publish-dlx to a batch, message by message as RabbitMQ does: a
+// message is refused when the ready messages, with it, would pass the
+// length or byte limit; one that a waiting consumer takes at once does not
+// count. It returns the records accepted (recs, filtered in place) and the
+// indexes of those refused; with reject-publish-dlx these are also
+// dead-lettered (reason maxlen).
+func (q *queue) rejectOverflowLocked(recs []segment.Record) ([]segment.Record, []int) {
+	ready := int64(q.sq.Ready())
+	var bytes int64
+	if q.maxBytes >= 0 {
+		bytes = q.sq.ReadyBytes()
+	}
+	credit := 0
+	if ready == 0 {
+		credit = q.waitingCreditLocked()
+	}
+	var rejected []int
+	keep := recs[:0]
+	for i := range recs {
+		size := int64(len(recs[i].Body))
+		if (q.maxLen >= 0 && ready+1 > q.maxLen) || (q.maxBytes >= 0 && bytes+size > q.maxBytes) {
+			rejected = append(rejected, i)
+			if q.overflow == overflowRejectPublishDLX {
+				q.deadRecordLocked(&recs[i], reasonMaxLen)
+			}
+			continue
+		}
+		if ready == 0 && credit > 0 {
+			credit-- // delivered at once: never ready
+		} else {
+			ready++
+			bytes += size
+		}
+		keep = append(keep, recs[i])
+	}
+	return keep, rejected
+}
+
+// waitingCreditLocked is how many messages the consumers could take now.
+func (q *queue) waitingCreditLocked() int {
+	n := 0
+	cons := q.consumers
+	if q.sac && len(cons) > 1 {
+		cons = cons[:1]
+	}
+	for _, c := range cons {
+		if !c.ch.c.stalled.Load() {
+			n += c.credit()
+		}
+	}
+	return n
 }
 
 func (q *queue) takeDeadLocked() []segment.Record {

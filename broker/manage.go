@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -260,15 +259,26 @@ func (s *Server) PutVHost(v index.VHost, actor string) (created bool, err error)
 	if v.Name == "" {
 		return false, badRequest("vhost name must not be empty")
 	}
+	dqt := kindClassic
+	if v.DefaultQueueType != "" && v.DefaultQueueType != "undefined" {
+		k, ok := parseKind(v.DefaultQueueType)
+		if !ok {
+			return false, badRequest("default queue type '%s' is not one of classic, quorum, stream", v.DefaultQueueType)
+		}
+		dqt = k
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.store.Index().PutVHost(v); err != nil {
 		return false, fmt.Errorf("broker: persist vhost: %w", err)
 	}
-	if s.vhosts[v.Name] != nil {
+	if vh := s.vhosts[v.Name]; vh != nil {
+		vh.defaultType.Store(uint32(dqt))
 		return false, nil
 	}
-	s.vhosts[v.Name] = newVHost(s, v.Name)
+	vh := newVHost(s, v.Name)
+	vh.defaultType.Store(uint32(dqt))
+	s.vhosts[v.Name] = vh
 	if u := s.users[actor]; u != nil {
 		p := index.Permission{User: actor, VHost: v.Name, Configure: ".*", Write: ".*", Read: ".*"}
 		if err := s.store.Index().PutPermission(p); err != nil {
@@ -325,43 +335,36 @@ func (s *Server) DeleteVHost(name string) error {
 
 // ---- policies and runtime parameters ----
 //
-// Warren stores them so that definitions round-trip; it does not apply them
-// to queues or exchanges yet.
-
-var policyApplyTo = map[string]bool{"queues": true, "exchanges": true, "all": true, "classic_queues": true,
-	"quorum_queues": true, "streams": true}
+// Policies and operator policies apply to queues (policy.go); runtime
+// parameters are stored so that definitions round-trip.
 
 // Policies lists the policies of a vhost ("" for all).
 func (s *Server) Policies(vhost string) ([]index.Policy, error) {
 	return s.store.Index().Policies(vhost)
 }
 
-// PutPolicy creates or replaces a policy after checking its pattern.
-func (s *Server) PutPolicy(p index.Policy) error {
-	if _, err := s.vhostOrErr(p.VHost); err != nil {
-		return err
-	}
-	if _, err := regexp.Compile(p.Pattern); err != nil {
-		return badRequest("invalid policy pattern '%s': %v", p.Pattern, err)
-	}
-	if p.ApplyTo == "" {
-		p.ApplyTo = "all"
-	}
-	if !policyApplyTo[p.ApplyTo] {
-		return badRequest("invalid apply-to '%s'", p.ApplyTo)
-	}
-	return s.store.Index().PutPolicy(p)
+// PutPolicy creates or replaces a policy and applies it to the vhost's
+// queues. A definition RabbitMQ would refuse is a 406 whose text is
+// RabbitMQ's "Validation failed" reason.
+func (s *Server) PutPolicy(p index.Policy) error { return s.putPolicy(p, false) }
+
+// DeletePolicy deletes a policy; the queues it applied to fall back to the
+// next matching one.
+func (s *Server) DeletePolicy(vhost, name string) error { return s.deletePolicy(vhost, name, false) }
+
+// OperatorPolicies lists the operator policies of a vhost ("" for all).
+func (s *Server) OperatorPolicies(vhost string) ([]index.Policy, error) {
+	return s.store.Index().OperatorPolicies(vhost)
 }
 
-// DeletePolicy deletes a policy.
-func (s *Server) DeletePolicy(vhost, name string) error {
-	if err := s.store.Index().DeletePolicy(vhost, name); err != nil {
-		if errors.Is(err, index.ErrNotFound) {
-			return notFound("no policy '%s' in vhost '%s'", name, vhost)
-		}
-		return err
-	}
-	return nil
+// PutOperatorPolicy creates or replaces an operator policy (limits only:
+// expires, message-ttl, max-length, max-length-bytes, delivery-limit,
+// overflow, ...), which wins over policies with the lower value.
+func (s *Server) PutOperatorPolicy(p index.Policy) error { return s.putPolicy(p, true) }
+
+// DeleteOperatorPolicy deletes an operator policy.
+func (s *Server) DeleteOperatorPolicy(vhost, name string) error {
+	return s.deletePolicy(vhost, name, true)
 }
 
 // Parameters lists the runtime parameters.
@@ -498,6 +501,17 @@ type QueueInfo struct {
 	// Owner is the name of the connection owning an exclusive queue.
 	Owner string
 	Stats QueueStats
+	// Type is "classic", "quorum" or "stream".
+	Type string
+	// ReadyBytes and UnackedBytes are the body bytes of the ready and
+	// unacked messages (for a stream: its bytes on disk).
+	ReadyBytes, UnackedBytes int64
+	// Policy and OperatorPolicy name the policies that apply ("" for none);
+	// EffectivePolicy is their merged definition.
+	Policy, OperatorPolicy string
+	EffectivePolicy        map[string]any
+	// DeliveryLimit is a quorum queue's (-1 for none).
+	DeliveryLimit int64
 }
 
 func (q *queue) info() QueueInfo {
@@ -506,12 +520,22 @@ func (q *queue) info() QueueInfo {
 	if q.owner != nil {
 		qi.Owner = q.owner.name
 	}
+	qi.Type = q.kind.String()
 	q.mu.Lock()
 	// Counters change under q.mu, with the counts: read them together.
 	qi.Stats = q.stats.snapshot()
 	if !q.deleted {
 		qi.Ready, qi.Unacked = q.sq.Ready(), q.sq.Unacked()
+		qi.ReadyBytes, qi.UnackedBytes = q.sq.ReadyBytes(), q.sq.UnackedBytes()
 	}
+	if q.policy != nil {
+		qi.Policy = q.policy.name
+	}
+	if q.opPolicy != nil {
+		qi.OperatorPolicy = q.opPolicy.name
+	}
+	qi.EffectivePolicy = q.effectiveDefinition()
+	qi.DeliveryLimit = q.deliveryLimit
 	qi.Consumers = len(q.consumers)
 	if len(q.consumers) > 0 {
 		if q.sac {
@@ -618,9 +642,13 @@ func (s *Server) DeleteQueue(a Actor, vhost, name string, ifUnused, ifEmpty bool
 
 // PurgeQueue drops a queue's ready messages and returns how many.
 func (s *Server) PurgeQueue(a Actor, vhost, name string) (int, error) {
-	_, q, err := s.queueFor(a, vhost, name, permRead, &amqpwire.QueuePurge{Queue: name})
+	m := &amqpwire.QueuePurge{Queue: name}
+	_, q, err := s.queueFor(a, vhost, name, permRead, m)
 	if err != nil {
 		return 0, err
+	}
+	if q.kind == kindStream {
+		return 0, amqpErr(amqpwire.NotImplemented, m, "queue.purge not supported by stream queues queue '%s' in vhost '%s'", name, vhost)
 	}
 	return q.purge(), nil
 }
@@ -652,9 +680,13 @@ type Message struct {
 // GetMessages takes up to count ready messages from a queue, as basic.get
 // would, and then requeues, acks or rejects them.
 func (s *Server) GetMessages(a Actor, vhost, name string, count int, mode GetMode) ([]Message, error) {
-	_, q, err := s.queueFor(a, vhost, name, permRead, &amqpwire.BasicGet{Queue: name})
+	m := &amqpwire.BasicGet{Queue: name}
+	_, q, err := s.queueFor(a, vhost, name, permRead, m)
 	if err != nil {
 		return nil, err
+	}
+	if q.kind == kindStream {
+		return nil, amqpErr(amqpwire.NotImplemented, m, "basic.get not supported by stream queues queue '%s' in vhost '%s'", name, vhost)
 	}
 	var out []Message
 	var seqs []uint64
@@ -690,11 +722,11 @@ func (s *Server) GetMessages(a Actor, vhost, name string, count int, mode GetMod
 	}
 	switch mode {
 	case GetRequeue:
-		q.settle(nil, nil, seqs)
+		q.settle(nil, nil, seqs, nil)
 	case GetAck:
-		q.settle(seqs, nil, nil)
+		q.settle(seqs, nil, nil, nil)
 	case GetReject:
-		q.settle(nil, seqs, nil)
+		q.settle(nil, seqs, nil, nil)
 	}
 	return out, nil
 }

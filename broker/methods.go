@@ -3,6 +3,8 @@ package broker
 import (
 	"crypto/rand"
 	"encoding/base64"
+	"slices"
+	"sort"
 	"strings"
 
 	"github.com/warrenmq/warren/amqpwire"
@@ -108,6 +110,9 @@ func (ch *channel) exchangeBind(m amqpwire.Method, bind bool) error {
 
 func (ch *channel) queueDeclare(m *amqpwire.QueueDeclare) error {
 	vh := ch.c.vh
+	if handled, err := ch.replyQueueDeclare(m); handled {
+		return err
+	}
 	name := m.Queue
 	if m.Passive {
 		if err := ch.lastQueue(m, &name); err != nil {
@@ -128,6 +133,9 @@ func (ch *channel) queueDeclare(m *amqpwire.QueueDeclare) error {
 		return nil
 	}
 	if name == "" {
+		if k := declaredType(m.Arguments, vh.defaultKind(), m.Durable, m.Exclusive, m.AutoDelete); k != kindClassic {
+			return amqpErr(amqpwire.PreconditionFailed, m, "Cannot declare a server-named queue for type %s", k.module())
+		}
 		name = "amq.gen-" + randomID()
 	} else if strings.HasPrefix(name, "amq.") {
 		return amqpErr(amqpwire.AccessRefused, m, "queue name '%s' contains reserved prefix 'amq.*'", name)
@@ -192,6 +200,9 @@ func (ch *channel) queueBind(m *amqpwire.QueueBind) error {
 	if err := ch.lastQueue(m, &m.Queue); err != nil {
 		return err
 	}
+	if strings.HasPrefix(m.Queue, replyToPrefix) {
+		return amqpErr(amqpwire.AccessRefused, m, "cannot bind or unbind to a volatile (direct reply-to) queue")
+	}
 	vh := ch.c.vh
 	if m.Exchange == "" {
 		return amqpErr(amqpwire.AccessRefused, m, "operation not permitted on the default exchange")
@@ -218,6 +229,9 @@ func (ch *channel) queueBind(m *amqpwire.QueueBind) error {
 func (ch *channel) queueUnbind(m *amqpwire.QueueUnbind) error {
 	if err := ch.lastQueue(m, &m.Queue); err != nil {
 		return err
+	}
+	if strings.HasPrefix(m.Queue, replyToPrefix) {
+		return amqpErr(amqpwire.AccessRefused, m, "cannot bind or unbind to a volatile (direct reply-to) queue")
 	}
 	vh := ch.c.vh
 	if m.Exchange == "" {
@@ -250,6 +264,9 @@ func (ch *channel) queuePurge(m *amqpwire.QueuePurge) error {
 	}
 	if err := ch.c.checkPerm(permRead, "queue", m.Queue, m); err != nil {
 		return err
+	}
+	if q.kind == kindStream {
+		return amqpErr(amqpwire.NotImplemented, m, "queue.purge not supported by stream queues queue '%s' in vhost '%s'", q.name, q.vh.name)
 	}
 	n := q.purge()
 	if !m.NoWait {
@@ -325,6 +342,9 @@ func (ch *channel) consumerQueues() []*queue {
 }
 
 func (ch *channel) basicConsume(m *amqpwire.BasicConsume) error {
+	if m.Queue == replyToQueue {
+		return ch.replyConsume(m)
+	}
 	if err := ch.lastQueue(m, &m.Queue); err != nil {
 		return err
 	}
@@ -350,12 +370,19 @@ func (ch *channel) basicConsume(m *amqpwire.BasicConsume) error {
 	}
 	c := &consumer{tag: tag, ch: ch, q: q, noAck: m.NoAck, exclusive: m.Exclusive,
 		prefetch: int32(ch.prefetch), args: m.Arguments}
+	if err := checkConsumeArgs(m, q); err != nil {
+		return err
+	}
 	if p, ok := m.Arguments["x-priority"]; ok {
-		n, ok := intArg(p)
-		if !ok {
-			return amqpErr(amqpwire.PreconditionFailed, m, "invalid arg 'x-priority' for queue '%s' in vhost '%s'", q.name, q.vh.name)
-		}
+		n, _ := intArg(p)
 		c.priority = int32(n)
+	}
+	if q.kind == kindStream {
+		start, err := ch.checkStreamConsume(m, q)
+		if err != nil {
+			return err
+		}
+		c.start = start
 	}
 	ch.consMu.Lock()
 	ch.consumers[tag] = c
@@ -382,6 +409,13 @@ func (ch *channel) basicConsume(m *amqpwire.BasicConsume) error {
 }
 
 func (ch *channel) basicCancel(m *amqpwire.BasicCancel) error {
+	if ch.reply != nil && ch.reply.tag == m.ConsumerTag {
+		ch.replyCancel()
+		if !m.NoWait {
+			ch.c.sendMethod(ch.id, &amqpwire.BasicCancelOk{ConsumerTag: m.ConsumerTag})
+		}
+		return nil
+	}
 	ch.consMu.Lock()
 	c := ch.consumers[m.ConsumerTag]
 	delete(ch.consumers, m.ConsumerTag)
@@ -423,6 +457,9 @@ func (ch *channel) basicGet(m *amqpwire.BasicGet) error {
 	if err := ch.c.checkPerm(permRead, "queue", m.Queue, m); err != nil {
 		return err
 	}
+	if q.kind == kindStream {
+		return amqpErr(amqpwire.NotImplemented, m, "basic.get not supported by stream queues queue '%s' in vhost '%s'", q.name, q.vh.name)
+	}
 	ok, msg := q.get(ch, m.NoAck)
 	if ok == nil {
 		ch.c.sendMethod(ch.id, &amqpwire.BasicGetEmpty{})
@@ -436,7 +473,7 @@ func (ch *channel) basicRecover(m amqpwire.Method, requeue bool) error {
 	if !requeue {
 		return amqpErr(amqpwire.NotImplemented, m, "requeue=false")
 	}
-	ch.requeueAll()
+	ch.requeueAll(false)
 	if _, ok := m.(*amqpwire.BasicRecover); ok {
 		ch.c.sendMethod(ch.id, &amqpwire.BasicRecoverOk{})
 	}
@@ -454,6 +491,40 @@ func randomID() string {
 	var b [16]byte
 	rand.Read(b[:])
 	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// checkConsumeArgs checks basic.consume arguments as RabbitMQ 4.x does
+// (rabbit_amqqueue:check_consume_arguments): x-priority must be an
+// integer, and an argument only another queue type supports is refused.
+func checkConsumeArgs(m *amqpwire.BasicConsume, q *queue) error {
+	rs := "queue '" + q.name + "' in vhost '" + q.vh.name + "'"
+	supported := consumerArgs[q.kind]
+	if v, ok := m.Arguments["x-priority"]; ok && slices.Contains(supported, "x-priority") {
+		if term := checkInt(v, nil); term != "" {
+			return amqpErr(amqpwire.PreconditionFailed, m, "invalid arg 'x-priority' for %s: %s", rs, term)
+		}
+	}
+	if v, ok := m.Arguments["x-consumer-timeout"]; ok && slices.Contains(supported, "x-consumer-timeout") {
+		if term := checkNonNegInt(v, nil); term != "" {
+			return amqpErr(amqpwire.PreconditionFailed, m, "invalid arg 'x-consumer-timeout' for %s: %s", rs, term)
+		}
+	}
+	keys := make([]string, 0, len(m.Arguments))
+	for k := range m.Arguments {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if slices.Contains(supported, k) {
+			continue
+		}
+		for _, other := range consumerArgs {
+			if slices.Contains(other, k) {
+				return amqpErr(amqpwire.PreconditionFailed, m, "invalid arg '%s' for %s of queue type %s", k, rs, q.kind.module())
+			}
+		}
+	}
+	return nil
 }
 
 // intArg reads an integer-valued argument of any AMQP integer type.

@@ -29,16 +29,28 @@ type queue struct {
 	args       amqpwire.Table
 	owner      *conn // exclusive owner
 
-	dlx, dlrk       string // x-dead-letter-exchange and -routing-key
+	kind    queueKind
+	maxPrio int // x-max-priority, -1 for none
+
+	// Effective settings (qconfig.go), from the arguments and the policies
+	// that apply; they change under mu when policies do.
+	dlx, dlrk       string // dead-letter exchange and routing key
 	hasDLX, hasDLRK bool
-	ttl             int64 // x-message-ttl in ms, -1 for none
-	maxLen          int64 // x-max-length, -1 for none
-	expires         int64 // x-expires in ms, -1 for none
+	ttl             int64 // message TTL in ms, -1 for none
+	maxLen          int64 // max length, -1 for none
+	maxBytes        int64 // max length in body bytes, -1 for none
+	overflow        overflowMode
+	expires         int64 // queue expiry in ms, -1 for none
 	sac             bool  // x-single-active-consumer
 	perMsgTTL       bool  // a message with an expiration property was seen
+	deliveryLimit   int64 // quorum queues: -1 for none
+	retention       store.Retention
+	policy          *policy // the policy that applies, nil for none
+	opPolicy        *policy // the operator policy that applies
 
 	mu          sync.Mutex
-	sq          *store.Queue
+	sq          msgStore
+	st          *store.Stream // streams: the log sq wraps
 	consumers   []*consumer
 	rr          int
 	deleted     bool
@@ -57,6 +69,9 @@ type queue struct {
 	appendErrs  int         // messages refused since
 	round       roundCounts // the current delivery round's counts
 	stats       queueCounters
+	// Scratch buffers for deliveries whose properties get headers added
+	// (x-stream-offset, x-delivery-count), reused under mu.
+	hdrScratch, propScratch []byte
 }
 
 // unlock releases q.mu and republishes the dead letters gathered under it.
@@ -77,6 +92,10 @@ type consumer struct {
 	priority  int32
 	unacked   atomic.Int32
 	args      amqpwire.Table
+	// offset is a stream consumer's next sequence to read (under q.mu);
+	// start is where it began, resolved when the queue accepts it.
+	offset uint64
+	start  offsetSpec
 }
 
 // credit is how many more messages c may take now.
@@ -109,25 +128,45 @@ func (c *consumer) credit() int {
 }
 
 // publish appends a batch of records and delivers what consumers can take.
-// onDurable (nil when nobody waits) runs once the batch is durable.
-func (q *queue) publish(recs []segment.Record, onDurable func(error)) {
-	q.vh.republish(q.append(recs, onDurable))
+// onDurable (nil when nobody waits) runs once the batch is durable. It
+// returns the indexes of the records the queue refused (x-overflow
+// reject-publish), whose publishers get basic.nack.
+func (q *queue) publish(recs []segment.Record, onDurable func(error)) []int {
+	dead, rejected := q.append(recs, onDurable)
+	q.vh.republish(dead)
+	return rejected
 }
 
 // append is publish without routing the dead letters it causes (messages
 // dropped by max-length): it returns them instead, so that republish can
 // route chains of dead letters in a loop rather than by recursion.
-func (q *queue) append(recs []segment.Record, onDurable func(error)) []segment.Record {
+func (q *queue) append(recs []segment.Record, onDurable func(error)) (dead []segment.Record, rejected []int) {
 	q.mu.Lock()
 	if q.deleted {
 		q.mu.Unlock()
 		if onDurable != nil {
 			onDurable(nil)
 		}
-		return nil
+		return nil, nil
 	}
 	if onDurable == nil {
 		onDurable = noopDurable
+	}
+	if q.kind != kindClassic {
+		// Quorum queues and streams keep every message, whatever its
+		// delivery mode.
+		for i := range recs {
+			recs[i].Flags |= segment.FlagPersistent
+		}
+	}
+	if q.overflow != overflowDropHead && (q.maxLen >= 0 || q.maxBytes >= 0) {
+		recs, rejected = q.rejectOverflowLocked(recs)
+		if len(recs) == 0 {
+			dead = q.takeDeadLocked()
+			q.mu.Unlock()
+			onDurable(nil)
+			return dead, rejected
+		}
 	}
 	if !q.perMsgTTL {
 		for i := range recs {
@@ -144,14 +183,22 @@ func (q *queue) append(recs []segment.Record, onDurable func(error)) []segment.R
 	} else {
 		q.stats.published.Add(uint64(len(recs)))
 	}
+	if q.kind == kindStream {
+		if q.st.TakeRolled() {
+			q.applyRetentionLocked(time.Now())
+		}
+		q.deliverStreamLocked()
+		q.mu.Unlock()
+		return nil, rejected
+	}
 	q.deliverLocked() // waiting consumers first, then trim, as RabbitMQ
 	q.enforceMaxLenLocked()
 	if q.mayExpire() && !q.expiryArmed {
 		q.expireHeadLocked()
 	}
-	dead := q.takeDeadLocked()
+	dead = q.takeDeadLocked()
 	q.mu.Unlock()
-	return dead
+	return dead, rejected
 }
 
 func noopDurable(error) {}
@@ -176,26 +223,54 @@ func (q *queue) kick() {
 
 // settle acks, discards and requeues store sequences, then delivers again.
 // Discarded messages go to the dead-letter exchange if the queue has one.
-func (q *queue) settle(acks, discards, requeues []uint64) {
+// fails are requeues after a failed delivery (basic.reject, a consumer
+// gone): a quorum queue counts them against its delivery limit.
+func (q *queue) settle(acks, discards, requeues, fails []uint64) {
 	var dead []segment.Record
 	q.mu.Lock()
-	if !q.deleted {
-		if len(acks) > 0 {
-			q.sq.AckMany(acks)
-			q.stats.acked.Add(uint64(len(acks)))
-			q.vh.s.totals.acked.Add(uint64(len(acks)))
-		}
-		if len(discards) > 0 {
-			if q.hasDLX {
-				dead = q.deadLetterLocked(discards, reasonRejected)
-			}
-			q.sq.AckMany(discards)
-		}
-		if len(requeues) > 0 {
-			q.sq.Requeue(requeues)
-		}
-		q.deliverLocked()
+	if q.deleted {
+		q.unlock()
+		return
 	}
+	if q.kind == kindStream {
+		// Acks of stream deliveries only give credit back.
+		if n := len(acks); n > 0 {
+			q.stats.acked.Add(uint64(n))
+			q.vh.s.totals.acked.Add(uint64(n))
+		}
+		q.deliverStreamLocked()
+		q.mu.Unlock()
+		return
+	}
+	if len(acks) > 0 {
+		q.sq.AckMany(acks)
+		q.stats.acked.Add(uint64(len(acks)))
+		q.vh.s.totals.acked.Add(uint64(len(acks)))
+	}
+	if len(discards) > 0 {
+		if q.hasDLX {
+			dead = q.deadLetterLocked(discards, reasonRejected)
+		}
+		q.sq.AckMany(discards)
+	}
+	if q.kind == kindQuorum {
+		for i, seqs := range [2][]uint64{requeues, fails} {
+			if len(seqs) == 0 {
+				continue
+			}
+			// Past the delivery limit: dead-lettered (or dropped), as
+			// RabbitMQ's quorum queues do with reason delivery_limit.
+			if over := q.sq.Return(seqs, i == 1, q.deliveryLimit); len(over) > 0 {
+				if q.hasDLX {
+					dead = append(dead, q.deadLetterLocked(over, reasonDeliveryLimit)...)
+				}
+				q.sq.AckMany(over)
+			}
+		}
+	} else if len(requeues)+len(fails) > 0 {
+		q.sq.Requeue(append(requeues, fails...))
+	}
+	q.deliverLocked()
 	q.deadQ = append(q.deadQ, dead...)
 	q.unlock()
 }
@@ -203,6 +278,10 @@ func (q *queue) settle(acks, discards, requeues []uint64) {
 // deliverLocked hands ready messages to consumers with credit, round-robin
 // among the highest-priority consumers that can take one.
 func (q *queue) deliverLocked() {
+	if q.kind == kindStream {
+		q.deliverStreamLocked()
+		return
+	}
 	if q.delivering || len(q.consumers) == 0 || q.deleted {
 		return
 	}
@@ -308,6 +387,7 @@ func (q *queue) sendLocked(c *consumer, m *store.Message) {
 	d.Redelivered = m.Redelivered
 	d.Exchange = m.Record.Exchange
 	d.RoutingKey = m.Record.RoutingKey
+	props := q.countHeadersLocked(m)
 	conn.wmu.Lock()
 	wake := false
 	if !conn.wclosed {
@@ -315,7 +395,7 @@ func (q *queue) sendLocked(c *consumer, m *store.Message) {
 		// a non-empty buffer already has a wake-up pending.
 		wake = len(conn.out) == 0
 		conn.out = amqpwire.AppendMethodFrame(conn.out, ch.id, d)
-		conn.out = amqpwire.AppendContentFrames(conn.out, ch.id, amqpwire.ClassBasic, uint64(len(m.Record.Body)), m.Record.Props, m.Record.Body, conn.frameMax)
+		conn.out = amqpwire.AppendContentFrames(conn.out, ch.id, amqpwire.ClassBasic, uint64(len(m.Record.Body)), props, m.Record.Body, conn.frameMax)
 		conn.noteCongestionLocked()
 	}
 	conn.wmu.Unlock()
@@ -346,7 +426,7 @@ func (q *queue) get(ch *channel, noAck bool) (*amqpwire.BasicGetOk, *store.Messa
 		m = *msg
 		m.Record.Exchange = strings.Clone(msg.Record.Exchange)
 		m.Record.RoutingKey = strings.Clone(msg.Record.RoutingKey)
-		m.Record.Props = slices.Clone(msg.Record.Props)
+		m.Record.Props = slices.Clone(q.countHeadersLocked(msg))
 		m.Record.Body = slices.Clone(msg.Record.Body)
 		return store.Take
 	})
@@ -397,6 +477,9 @@ func (q *queue) addConsumer(c *consumer, accepted func()) (ok bool, exclusiveUse
 	if accepted != nil {
 		accepted()
 	}
+	if q.kind == kindStream {
+		c.offset = c.start.resolveLocked(q.st)
+	}
 	q.consumers = append(q.consumers, c)
 	q.hadConsumer = true
 	q.touchLocked()
@@ -429,6 +512,9 @@ func (q *queue) counts() (uint32, uint32) {
 	defer q.mu.Unlock()
 	if q.deleted {
 		return 0, 0
+	}
+	if q.kind == kindStream {
+		return uint32(q.sq.Ready()), 0 // RabbitMQ reports no consumers for a stream
 	}
 	return uint32(q.sq.Ready()), uint32(len(q.consumers))
 }

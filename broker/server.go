@@ -184,6 +184,9 @@ type Server struct {
 
 	queueCount atomic.Int64 // queues of every vhost, bounded by MaxQueues
 
+	// replies maps direct reply-to names to their channels (replyto.go).
+	replies sync.Map
+
 	alarm      alarms
 	alarmed    atomic.Bool // some resource alarm is active: block publishers
 	stopAlarms chan struct{}
@@ -260,6 +263,7 @@ func New(cfg Config) (*Server, error) {
 	if s.cfg.ConsumerTimeout > 0 {
 		go s.consumerTimeoutLoop()
 	}
+	go s.retentionLoop()
 	return s, nil
 }
 

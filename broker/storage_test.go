@@ -315,3 +315,77 @@ func TestIndexLossNeedsRepair(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestRepairFromSegmentsOnly loses both the index and the definitions
+// journal: --repair rebuilds a classic, a priority and a quorum queue from
+// the identities their segments record (a priority queue's levels are
+// separate logs that name their queue), with every message, and the
+// priority queue still delivers by priority.
+func TestRepairFromSegmentsOnly(t *testing.T) {
+	dir := t.TempDir()
+	b := startBroker(t, dir)
+	_, ch := b.channel()
+	queues := []struct {
+		name string
+		args amqp.Table
+	}{
+		{"plain", nil},
+		{"prio", amqp.Table{"x-max-priority": int32(5)}},
+		{"quorum", amqp.Table{"x-queue-type": "quorum"}},
+	}
+	for _, q := range queues {
+		if _, err := ch.QueueDeclare(q.name, true, false, false, false, q.args); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ch.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, 100))
+	for i := 0; i < 10; i++ {
+		for _, q := range queues {
+			publish(t, ch, "", q.name, amqp.Publishing{DeliveryMode: amqp.Persistent, Priority: uint8(i % 5),
+				Body: []byte(fmt.Sprint(i))})
+		}
+	}
+	for i := 0; i < 30; i++ {
+		if c := <-confirms; !c.Ack {
+			t.Fatalf("publish %d nacked", i)
+		}
+	}
+	b.stop()
+	for _, p := range []string{"index", "definitions.journal"} {
+		if err := os.RemoveAll(filepath.Join(dir, p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := New(Config{DataDir: dir, Logger: testLogger(t)}); !errors.Is(err, store.ErrNeedsRepair) {
+		t.Fatalf("start without index or journal: %v", err)
+	}
+	b = startBrokerConfig(t, Config{DataDir: dir, Repair: true})
+	_, ch = b.channel()
+	for _, q := range queues {
+		got, err := ch.QueueDeclarePassive(q.name, true, false, false, false, q.args)
+		if err != nil || got.Messages != 10 {
+			t.Fatalf("repaired %s: %+v %v", q.name, got, err)
+		}
+	}
+	prev := uint8(255)
+	for i := 0; i < 10; i++ {
+		m, ok, err := ch.Get("prio", true)
+		if !ok || err != nil {
+			t.Fatalf("get %d: %v %v", i, ok, err)
+		}
+		if m.Priority > prev {
+			t.Fatalf("priority %d delivered after %d", m.Priority, prev)
+		}
+		prev = m.Priority
+	}
+	b = b.restart()
+	_, ch = b.channel()
+	for _, q := range queues[:1] {
+		if got, err := ch.QueueDeclarePassive(q.name, true, false, false, false, q.args); err != nil || got.Messages != 10 {
+			t.Fatalf("after a restart, %s: %+v %v", q.name, got, err)
+		}
+	}
+}

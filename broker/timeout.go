@@ -70,6 +70,6 @@ func (ch *channel) expire() {
 	ch.confClosed = true
 	ch.cmu.Unlock()
 	ch.cancelConsumers()
-	ch.requeueAll()
+	ch.requeueAll(false)
 	ch.c.sendMethod(ch.id, &amqpwire.ChannelClose{ReplyCode: amqpwire.PreconditionFailed, ReplyText: text})
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"sort"
 	"sync"
@@ -30,7 +31,16 @@ type vhost struct {
 	// headersInUse and e2eInUse say when a publish must decode headers.
 	headersInUse atomic.Bool
 	e2eInUse     atomic.Bool
+	// policies and opPolicies are the vhost's policies and operator
+	// policies (policy.go), under mu.
+	policies, opPolicies []*policy
+	// defaultType is the type of queues declared without x-queue-type
+	// (the vhost's default queue type), a queueKind.
+	defaultType atomic.Uint32
 }
+
+// defaultKind returns the vhost's default queue type.
+func (vh *vhost) defaultKind() queueKind { return queueKind(vh.defaultType.Load()) }
 
 func newVHost(s *Server, name string) *vhost {
 	return &vhost{s: s, name: name, topo: router.NewTopology(), queues: make(map[string]*queue)}
@@ -54,6 +64,9 @@ func (vh *vhost) queueByName(name string) *queue {
 // the raw properties only when a headers exchange with bindings can be
 // reached: directly, or through exchange-to-exchange bindings.
 func (vh *vhost) route(snap *router.Snapshot, exchange, key string, props []byte, dst []string) []string {
+	if cc := ccOf(props); len(cc) > 0 {
+		return vh.routeKeys(snap, exchange, key, cc, props, dst)
+	}
 	var headers map[string]any
 	if vh.headersInUse.Load() {
 		x, ok := snap.Exchange(exchange)
@@ -80,7 +93,8 @@ func (vh *vhost) refreshLocked() {
 func (vh *vhost) declareExchange(m *amqpwire.ExchangeDeclare) error {
 	kind, err := router.ParseKind(m.Type)
 	if err != nil {
-		return amqpErr(amqpwire.CommandInvalid, m, "invalid exchange type '%s'", m.Type)
+		// RabbitMQ 4.x: a channel error (it was a connection-level 503).
+		return amqpErr(amqpwire.PreconditionFailed, m, "unknown exchange type '%s'", m.Type)
 	}
 	x := router.Exchange{Name: m.Exchange, Kind: kind, Durable: m.Durable, AutoDelete: m.AutoDelete,
 		Internal: m.Internal, Args: m.Arguments}
@@ -288,68 +302,67 @@ func decodeArgs(b []byte) amqpwire.Table {
 
 // ---- queues ----
 
-// queueArgsChecked are the queue arguments whose equivalence RabbitMQ checks
-// on redeclare.
-var queueArgsChecked = []string{"x-expires", "x-message-ttl", "x-max-length", "x-max-length-bytes",
-	"x-dead-letter-exchange", "x-dead-letter-routing-key", "x-max-priority", "x-queue-type",
-	"x-overflow", "x-queue-mode", "x-single-active-consumer"}
-
 func (vh *vhost) declareQueue(c *conn, m *amqpwire.QueueDeclare, name string) (*queue, error) {
-	if err := validateQueueArgs(m, name, vh.name); err != nil {
-		return nil, err
-	}
 	vh.mu.Lock()
 	defer vh.mu.Unlock()
 	if q := vh.queues[name]; q != nil {
+		// An existing queue: only equivalence is checked, as in RabbitMQ.
 		if err := q.checkOwner(c, m); err != nil {
 			return nil, err
 		}
-		ineq := func(field string, recv, cur any) error {
-			return amqpErr(amqpwire.PreconditionFailed, m, "inequivalent arg '%s' for queue '%s' in vhost '%s': received '%v' but current is '%v'",
-				field, name, vh.name, recv, cur)
-		}
-		switch {
-		case q.durable != m.Durable:
-			return nil, ineq("durable", m.Durable, q.durable)
-		case q.exclusive != m.Exclusive:
-			return nil, ineq("exclusive", m.Exclusive, q.exclusive)
-		case q.autoDelete != m.AutoDelete:
-			return nil, ineq("auto_delete", m.AutoDelete, q.autoDelete)
-		}
-		for _, a := range queueArgsChecked {
-			rv, rok := m.Arguments[a]
-			cv, cok := q.args[a]
-			if a == "x-queue-type" && (!rok || !cok) {
-				continue // a missing type matches the default, classic
-			}
-			if rok != cok || !argEqual(rv, cv) {
-				return nil, amqpErr(amqpwire.PreconditionFailed, m, "inequivalent arg '%s' for queue '%s' in vhost '%s': received %s but current is %s",
-					a, name, vh.name, describeArg(rv, rok), describeArg(cv, cok))
-			}
+		if err := vh.checkEquivalentLocked(q, m); err != nil {
+			return nil, err
 		}
 		q.mu.Lock()
 		q.touchLocked()
 		q.mu.Unlock()
 		return q, nil
 	}
+	kind, err := checkDeclareArgs(m, name, vh.name, vh.defaultKind())
+	if err != nil {
+		return nil, err
+	}
 	if max := vh.s.cfg.MaxQueues; vh.s.queueCount.Load() >= int64(max) {
 		return nil, amqpErr(amqpwire.PreconditionFailed, m, "cannot declare queue '%s' in vhost '%s': queue limit (%d) is reached", name, vh.name, max)
 	}
-	q := &queue{vh: vh, name: name, durable: m.Durable, exclusive: m.Exclusive, autoDelete: m.AutoDelete, args: m.Arguments}
-	q.queueLimits()
+	args := m.Arguments
+	if _, ok := args["x-queue-type"]; !ok && kind != kindClassic {
+		// The vhost's default type, recorded as RabbitMQ records it.
+		args = maps.Clone(args)
+		if args == nil {
+			args = amqpwire.Table{}
+		}
+		args["x-queue-type"] = kind.String()
+	}
+	q := &queue{vh: vh, name: name, durable: m.Durable, exclusive: m.Exclusive, autoDelete: m.AutoDelete, args: args,
+		kind: kind, maxPrio: -1}
+	if kind == kindClassic {
+		q.maxPrio = maxPriorityOf(args)
+	}
+	vh.matchPoliciesLocked(q)
+	q.configureLocked()
 	if m.Exclusive {
 		q.owner = c
 	}
 	q.id = newQueueID()
 	persist := m.Durable && !m.Exclusive
 	// The store writes a durable queue's definition with its log state,
-	// in one synced batch.
-	sq, err := vh.s.store.OpenQueue(index.Queue{VHost: vh.name, Name: name, ID: q.id, Durable: persist,
-		Exclusive: m.Exclusive, AutoDelete: m.AutoDelete, Arguments: encodeArgs(m.Arguments)})
-	if err != nil {
+	// in one synced batch (a priority queue's below: its logs come with
+	// its messages).
+	def := index.Queue{VHost: vh.name, Name: name, ID: q.id, Durable: persist,
+		Exclusive: m.Exclusive, AutoDelete: m.AutoDelete, Arguments: encodeArgs(args)}
+	if err := vh.openStoreLocked(q, def); err != nil {
+		if q.sq != nil {
+			vh.undoDeclareLocked(q)
+		}
 		return nil, vh.storageErr(m, "declare queue", name, err)
 	}
-	q.sq = sq
+	if persist && q.kind != kindStream && q.maxPrio >= 0 {
+		if err := vh.s.store.Index().PutQueue(def); err != nil {
+			vh.undoDeclareLocked(q)
+			return nil, vh.storageErr(m, "declare queue", name, err)
+		}
+	}
 	vh.queues[name] = q
 	vh.s.queueCount.Add(1)
 	vh.qmap.setLocked(name, q)
@@ -366,41 +379,90 @@ func (vh *vhost) declareQueue(c *conn, m *amqpwire.QueueDeclare, name string) (*
 	return q, nil
 }
 
-func validateQueueArgs(m *amqpwire.QueueDeclare, name, vhost string) error {
-	bad := func(arg string, v any) error {
-		return amqpErr(amqpwire.PreconditionFailed, m, "invalid arg '%s' for queue '%s' in vhost '%s': %v", arg, name, vhost, v)
-	}
-	for _, a := range []string{"x-expires", "x-message-ttl", "x-max-length", "x-max-length-bytes", "x-max-priority"} {
-		if v, ok := m.Arguments[a]; ok {
-			n, isInt := intArg(v)
-			if !isInt || n < 0 || (a == "x-expires" && n == 0) {
-				return bad(a, v)
+// openStoreLocked opens (or recovers) the store of q by its type: one log,
+// one per priority level in use, or a stream. def is q's definition: the
+// store records it in the segments, and writes a new durable log's with its
+// initial state.
+func (vh *vhost) openStoreLocked(q *queue, def index.Queue) error {
+	st := vh.s.store
+	switch {
+	case q.kind == kindStream:
+		s, err := st.Stream(def, q.streamSegmentSize())
+		if err != nil {
+			return err
+		}
+		q.st, q.sq = s, streamStore{s}
+		return nil
+	case q.maxPrio >= 0:
+		pq, err := st.PriorityQueue(def, uint8(q.maxPrio), q.levelOf)
+		if err != nil {
+			return err
+		}
+		q.sq = pq
+	default:
+		sq, err := st.OpenQueue(def)
+		if err != nil {
+			return err
+		}
+		q.sq = sq
+		if q.kind == kindQuorum {
+			if err := sq.EnableCounts(); err != nil {
+				return err // the caller undoes a declaration
 			}
 		}
 	}
-	for _, a := range []string{"x-max-length-bytes", "x-max-priority"} {
-		if _, ok := m.Arguments[a]; ok {
-			return amqpErr(amqpwire.NotImplemented, m, "queue argument '%s' is not supported by this broker", a)
+	return nil
+}
+
+// undoDeclareLocked removes what a declaration that failed half way
+// wrote: the definition (first, as deleteQueue does), then the log.
+func (vh *vhost) undoDeclareLocked(q *queue) {
+	if q.durable && !q.exclusive {
+		b := vh.s.store.Index().NewDefsBatch()
+		b.DeleteQueue(vh.name, q.name)
+		if err := b.Commit(); err != nil {
+			vh.s.log.Error().Err(err).Str("vhost", vh.name).Str("queue", q.name).
+				Msg("cannot remove the definition of a queue whose declaration failed; it returns at the next start")
+			return
 		}
 	}
-	if v, ok := m.Arguments["x-overflow"]; ok {
-		if s, _ := stringOf(v); s != "drop-head" {
-			return amqpErr(amqpwire.NotImplemented, m, "x-overflow '%v' is not supported by this broker; only 'drop-head'", v)
-		}
+	if err := q.sq.Delete(); err != nil {
+		vh.s.log.Error().Err(err).Str("vhost", vh.name).Str("queue", q.name).
+			Msg("cannot remove the log of a queue whose declaration failed")
 	}
-	if v, ok := m.Arguments["x-single-active-consumer"]; ok {
-		if _, isBool := v.(bool); !isBool {
-			return bad("x-single-active-consumer", v)
-		}
+}
+
+// checkEquivalentLocked makes RabbitMQ's equivalence checks on a redeclare:
+// durable, exclusive, auto-delete, then every argument the queue's type
+// supports (an absent x-queue-type means the vhost's default type).
+func (vh *vhost) checkEquivalentLocked(q *queue, m *amqpwire.QueueDeclare) error {
+	name := q.name
+	ineq := func(field string, recv, cur any) error {
+		return amqpErr(amqpwire.PreconditionFailed, m, "inequivalent arg '%s' for queue '%s' in vhost '%s': received '%v' but current is '%v'",
+			field, name, vh.name, recv, cur)
 	}
-	if v, ok := m.Arguments["x-queue-type"]; ok {
-		s, _ := stringOf(v)
-		switch s {
-		case "classic":
-		case "quorum", "stream":
-			return amqpErr(amqpwire.NotImplemented, m, "queue type '%s' is not supported by this broker; use 'classic'", s)
-		default:
-			return bad("x-queue-type", v)
+	switch {
+	case q.durable != m.Durable:
+		return ineq("durable", m.Durable, q.durable)
+	case q.exclusive != m.Exclusive:
+		return ineq("exclusive", m.Exclusive, q.exclusive)
+	case q.autoDelete != m.AutoDelete:
+		return ineq("auto_delete", m.AutoDelete, q.autoDelete)
+	}
+	for _, a := range typeArgs[q.kind] {
+		rv, rok := m.Arguments[a]
+		cv, cok := q.args[a]
+		if a == "x-queue-type" {
+			// Absent means the vhost's default type, as RabbitMQ fills it
+			// in; compare the types.
+			if !rok {
+				rv, rok = declaredType(nil, vh.defaultKind(), m.Durable, m.Exclusive, m.AutoDelete).String(), true
+			}
+			cv, cok = q.kind.String(), true
+		}
+		if rok != cok || !argEqual(rv, cv) {
+			return amqpErr(amqpwire.PreconditionFailed, m, "inequivalent arg '%s' for queue '%s' in vhost '%s': received %s but current is %s",
+				a, name, vh.name, describeArg(rv, rok), describeArg(cv, cok))
 		}
 	}
 	return nil
@@ -422,27 +484,7 @@ func describeArg(v any, ok bool) string {
 	if !ok {
 		return "none"
 	}
-	return fmt.Sprintf("the value '%v' of type '%s'", v, argTypeName(v))
-}
-
-func argTypeName(v any) string {
-	switch v.(type) {
-	case int8, int16, int32, int64, int:
-		return "signedint"
-	case uint8, uint16, uint32:
-		return "unsignedint"
-	case string, []byte:
-		return "longstr"
-	case bool:
-		return "bool"
-	case float32, float64:
-		return "double"
-	case amqpwire.Table, map[string]any:
-		return "table"
-	case []any:
-		return "array"
-	}
-	return fmt.Sprintf("%T", v)
+	return fmt.Sprintf("the value '%v' of type '%s'", v, erlType(v))
 }
 
 func newQueueID() string {
@@ -497,7 +539,7 @@ func (vh *vhost) deleteQueue(q *queue, reason string) (int, error) {
 		}
 		q.owner.ownedMu.Unlock()
 	}
-	if err := vh.s.store.DeleteQueue(q.id); err != nil {
+	if err := q.sq.Delete(); err != nil {
 		vh.s.log.Error().Err(err).Str("queue", q.name).Msg("deleting queue data failed")
 	}
 	vh.s.log.Debug().Str("vhost", vh.name).Str("queue", q.name).Str("reason", reason).Msg("queue deleted")

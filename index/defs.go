@@ -172,7 +172,7 @@ func (db *DB) DeleteVHost(name string) error {
 		return err
 	}
 	ops := []jop{{op: 'D', key: vkey}}
-	for _, kind := range []byte{kindExchange, kindQueue, kindBinding, kindPolicy} {
+	for _, kind := range []byte{kindExchange, kindQueue, kindBinding, kindPolicy, kindOperatorPolicy} {
 		p := keyOf(kind, name)
 		ops = append(ops, jop{op: 'R', key: p, value: prefixEnd(p)})
 	}

@@ -34,6 +34,8 @@
 //	 'Y'  'Y' esc(vhost) esc(policy)                           policy
 //	 'R'  'R' esc(component) esc(vhost) esc(name)              runtime parameter
 //	 'G'  'G' esc(name)                                        global parameter
+//	 'C'  'C' esc(queue ID) be64(seq)                          delivery counts
+//	 'O'  'O' esc(vhost) esc(policy)                           operator policy
 //
 // The binding's destination kind byte is 'q' (queue) or 'x' (exchange). A
 // binding is identified by all of its fields, arguments included, as in
@@ -53,11 +55,14 @@
 //	queue       version, string(id), flags(durable=1 exclusive=2 auto-delete=4), bytes(arguments)
 //	binding     version
 //	policy      version, string(pattern), string(apply-to), varint(priority, signed),
-//	            bytes(definition JSON)
+//	            bytes(definition JSON)   (policies and operator policies)
 //	parameter   version, bytes(value JSON)   (runtime and global parameters)
+//	counts      version, varint(acquired), varint(failed)   (quorum queues)
 //	log state   version, varint(next seq), varint(watermark), varint(delivered),
 //	            varint(n), n x varint(segment base delta from previous base),
 //	            varint(m), m x (varint(lo - previous hi), varint(hi - lo))
+//	            version 2 (when the queue holds message bytes) adds, at the end,
+//	            varint(body bytes of the messages not acked)
 //
 // Arguments are opaque to this package: the broker stores an encoded AMQP
 // field table.

@@ -331,6 +331,7 @@ func TestLogStateEncoding(t *testing.T) {
 		{NextSeq: 10, Watermark: 10, Delivered: 10, Segments: []uint64{0}},
 		{NextSeq: math.MaxUint64, Watermark: math.MaxUint64 - 10, Acked: []Range{{math.MaxUint64 - 5, math.MaxUint64}}},
 		many,
+		{NextSeq: 20, Watermark: 3, Acked: []Range{{5, 7}}, Bytes: 12345},
 	}
 	for i, s := range cases {
 		enc := s.AppendTo(nil)
@@ -344,6 +345,13 @@ func TestLogStateEncoding(t *testing.T) {
 	}
 	if n := len(many.AppendTo(nil)); n > 4*len(many.Acked)+2*len(many.Segments)+32 {
 		t.Fatalf("encoding not compact: %d bytes for %d ranges", n, len(many.Acked))
+	}
+	// A state without bytes keeps value version 1; with bytes it is version 2.
+	if v := cases[1].AppendTo(nil)[0]; v != valueVersion {
+		t.Fatalf("version %d for a state without bytes", v)
+	}
+	if v := cases[4].AppendTo(nil)[0]; v != logStateVersion2 {
+		t.Fatalf("version %d for a state with bytes", v)
 	}
 	// Every truncation of a valid encoding fails cleanly.
 	enc := cases[3].AppendTo(nil)

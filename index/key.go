@@ -18,6 +18,10 @@ const (
 	kindPolicy     = 'Y'
 	kindParameter  = 'R'
 	kindGlobal     = 'G'
+	// kindDeliveryCount keys the delivery counts of quorum queue messages.
+	kindDeliveryCount = 'C'
+	// kindOperatorPolicy keys operator policies (values as policies).
+	kindOperatorPolicy = 'O'
 )
 
 // Escape bytes. Part of the format, do not change.

@@ -26,11 +26,24 @@ type LogState struct {
 	// Delivered is one past the highest sequence ever delivered (0: none).
 	// After a restart, a message below it is flagged redelivered.
 	Delivered uint64
+	// Bytes is the body bytes of the messages in [Watermark, NextSeq) that
+	// are not acked: the ready bytes after a restart, for
+	// x-max-length-bytes. Stored from value version 2 on; 0 in version 1.
+	Bytes uint64
 }
+
+// logStateVersion2 is the value version of a log state with Bytes. A state
+// without bytes is still written as version 1. Part of the format, do not
+// change.
+const logStateVersion2 = 2
 
 // AppendTo appends the encoded state to dst (see the package doc).
 func (s LogState) AppendTo(dst []byte) []byte {
-	dst = append(dst, valueVersion)
+	if s.Bytes != 0 {
+		dst = append(dst, logStateVersion2)
+	} else {
+		dst = append(dst, valueVersion)
+	}
 	dst = binary.AppendUvarint(dst, s.NextSeq)
 	dst = binary.AppendUvarint(dst, s.Watermark)
 	dst = binary.AppendUvarint(dst, s.Delivered)
@@ -46,6 +59,9 @@ func (s LogState) AppendTo(dst []byte) []byte {
 		dst = binary.AppendUvarint(dst, r.Lo-prev)
 		dst = binary.AppendUvarint(dst, r.Hi-r.Lo)
 		prev = r.Hi
+	}
+	if s.Bytes != 0 {
+		dst = binary.AppendUvarint(dst, s.Bytes)
 	}
 	return dst
 }
@@ -73,7 +89,13 @@ func (s LogState) Validate() error {
 // DecodeLogState decodes a state encoded by AppendTo. It never panics and
 // bounds every count by the bytes present.
 func DecodeLogState(v []byte) (LogState, error) {
-	r := newValueReader(v)
+	v2 := len(v) > 0 && v[0] == logStateVersion2
+	var r *valueReader
+	if v2 {
+		r = &valueReader{b: v[1:]}
+	} else {
+		r = newValueReader(v)
+	}
 	var s LogState
 	s.NextSeq = r.uvarint()
 	s.Watermark = r.uvarint()
@@ -95,6 +117,9 @@ func DecodeLogState(v []byte) (LogState, error) {
 			s.Acked[i] = Range{lo, hi}
 			prev = hi
 		}
+	}
+	if v2 {
+		s.Bytes = r.uvarint()
 	}
 	if err := r.done(); err != nil {
 		return LogState{}, err
@@ -138,10 +163,14 @@ func (b *Batch) SetLogState(queueID string, s LogState) error {
 	return nil
 }
 
-// DeleteQueueState removes the state of the queue's log.
+// DeleteQueueState removes the state of the queue's log, and the delivery
+// counts of its messages.
 func (b *Batch) DeleteQueueState(queueID string) error {
 	if err := b.b.Delete(keyOf(kindLogState, queueID), nil); err != nil {
 		return fmt.Errorf("index: delete log state of %q: %w", queueID, err)
+	}
+	if err := b.deleteDeliveryCounts(queueID); err != nil {
+		return err
 	}
 	b.n++
 	return nil

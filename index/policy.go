@@ -77,9 +77,32 @@ func (db *DB) DeletePolicy(vhost, name string) error {
 // Policies lists the policies of one vhost in name order, or of every vhost
 // when vhost is "" (ordered by vhost, then name).
 func (db *DB) Policies(vhost string) ([]Policy, error) {
-	prefix := []byte{kindPolicy}
+	return db.policies(kindPolicy, vhost)
+}
+
+// PutOperatorPolicy creates or replaces an operator policy (stored like a
+// policy, under a key kind of its own).
+func (db *DB) PutOperatorPolicy(p Policy) error {
+	return db.set(keyOf(kindOperatorPolicy, p.VHost, p.Name), encodePolicy(p))
+}
+
+// DeleteOperatorPolicy deletes an operator policy, or returns ErrNotFound.
+func (db *DB) DeleteOperatorPolicy(vhost, name string) error {
+	if err := db.del(keyOf(kindOperatorPolicy, vhost, name)); err != nil {
+		return fmt.Errorf("operator policy %q in vhost %q: %w", name, vhost, err)
+	}
+	return nil
+}
+
+// OperatorPolicies lists operator policies as Policies lists policies.
+func (db *DB) OperatorPolicies(vhost string) ([]Policy, error) {
+	return db.policies(kindOperatorPolicy, vhost)
+}
+
+func (db *DB) policies(kind byte, vhost string) ([]Policy, error) {
+	prefix := []byte{kind}
 	if vhost != "" {
-		prefix = keyOf(kindPolicy, vhost)
+		prefix = keyOf(kind, vhost)
 	}
 	var out []Policy
 	err := db.scan(prefix, func(k, v []byte) error {

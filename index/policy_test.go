@@ -82,3 +82,38 @@ func TestPoliciesAndParameters(t *testing.T) {
 		t.Fatalf("second delete: %v", err)
 	}
 }
+
+// TestOperatorPolicies: operator policies are kept apart from policies of
+// the same name and go with their vhost.
+func TestOperatorPolicies(t *testing.T) {
+	db := openMem(t)
+	if err := db.PutVHost(VHost{Name: "v"}); err != nil {
+		t.Fatal(err)
+	}
+	p := Policy{VHost: "v", Name: "limits", Pattern: ".*", ApplyTo: "queues", Priority: 1, Definition: []byte(`{"max-length":5}`)}
+	if err := db.PutOperatorPolicy(p); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.PutPolicy(Policy{VHost: "v", Name: "limits", Pattern: "x", ApplyTo: "all", Definition: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := db.OperatorPolicies("v"); err != nil || len(got) != 1 || !reflect.DeepEqual(got[0], p) {
+		t.Fatalf("OperatorPolicies = %+v, %v", got, err)
+	}
+	if err := db.DeleteOperatorPolicy("v", "limits"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := db.Policies("v"); len(got) != 1 {
+		t.Fatalf("deleting the operator policy took the policy: %+v", got)
+	}
+	if err := db.DeleteOperatorPolicy("v", "limits"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("second delete: %v", err)
+	}
+	db.PutOperatorPolicy(p)
+	if err := db.DeleteVHost("v"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := db.OperatorPolicies(""); len(got) != 0 {
+		t.Fatalf("operator policies left after the vhost went: %+v", got)
+	}
+}

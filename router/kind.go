@@ -45,7 +45,8 @@ func (k Kind) valid() bool { return k >= Direct && k <= Headers }
 
 // ParseKind returns the Kind named s. An unknown name (including any
 // "x-..." plugin type) returns an error wrapping ErrUnknownKind; the broker
-// answers it with 503 COMMAND_INVALID "invalid exchange type".
+// answers it as RabbitMQ 4.x does, with the channel error 406
+// PRECONDITION_FAILED "unknown exchange type".
 func ParseKind(s string) (Kind, error) {
 	switch s {
 	case "direct":

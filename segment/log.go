@@ -301,9 +301,6 @@ func (l *Log) openPieceLocked() *piece {
 	p := &piece{first: l.nextSeq}
 	if c := l.recycleLocked(); c != nil {
 		p.raw, p.offs = c.raw[:0], c.offs[:0]
-	} else if len(l.pend) > 0 || l.stats.Chunks > 0 {
-		// A busy log: size the buffer for a chunk at once.
-		p.raw = make([]byte, 0, l.opts.ChunkSize+l.opts.ChunkSize/8)
 	}
 	l.pend = append(l.pend, p)
 	return p
@@ -1219,7 +1216,7 @@ func (l *Log) dropCacheLocked(i int) {
 	if len(l.cache) == 0 {
 		l.cache = nil
 	}
-	if p.body == nil && cap(p.raw) <= 2*l.opts.ChunkSize && len(l.free) < 4 {
+	if p.body == nil && cap(p.raw) <= 2*l.opts.ChunkSize && len(l.free) < 1 {
 		l.free = append(l.free, p)
 	}
 }
@@ -1325,7 +1322,7 @@ func (l *Log) ReleaseIdle() bool {
 		l.touched = false
 		return false
 	}
-	if len(l.cache) == 0 && l.wbuf == nil && len(l.pend) == 0 {
+	if len(l.cache) == 0 && l.wbuf == nil && len(l.pend) == 0 && len(l.free) == 0 {
 		return false
 	}
 	l.cache, l.cacheBytes, l.free = nil, 0, nil

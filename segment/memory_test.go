@@ -17,7 +17,7 @@ func jsonPool(n, size int) [][]byte {
 }
 
 // TestMemoryBounded appends and reads 5 million 1 KiB records through the
-// Syncer and checks that heap in use stays under 64 MiB.
+// Syncer and checks that the live heap stays under 32 MiB.
 func TestMemoryBounded(t *testing.T) {
 	if testing.Short() {
 		t.Skip("big test")
@@ -31,7 +31,11 @@ func TestMemoryBounded(t *testing.T) {
 	recs := make([]Record, batch)
 	var peak uint64
 	var ms runtime.MemStats
+	// Live heap at each sample (after a collection): what the log
+	// retains, not how far the collector lets garbage grow on a busy
+	// machine.
 	sample := func() {
+		runtime.GC()
 		runtime.ReadMemStats(&ms)
 		if ms.HeapInuse > peak {
 			peak = ms.HeapInuse
@@ -76,7 +80,7 @@ func TestMemoryBounded(t *testing.T) {
 	sample()
 	t.Logf("5M x 1 KiB: peak HeapInuse %.1f MiB, %d chunks, raw %d MiB, on disk %d MiB, %d decodes",
 		float64(peak)/(1<<20), st.Chunks, st.RawBytes>>20, st.StoredBytes>>20, l.Stats().Decodes)
-	if peak > 64<<20 {
-		t.Fatalf("peak heap in use %d MiB > 64 MiB", peak>>20)
+	if peak > 32<<20 {
+		t.Fatalf("peak live heap %d MiB > 32 MiB", peak>>20)
 	}
 }

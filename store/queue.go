@@ -22,6 +22,10 @@ type Message struct {
 	// Record is the message: a copy owned by the caller from NextReady;
 	// from Deliver, a view of the log's buffers valid during the callback.
 	Record segment.Record
+	// Acquired and Failed are the message's delivery counts, for a queue
+	// with EnableCounts: how many times it was returned to the queue, and
+	// how many of those returns were failed deliveries (see Return).
+	Acquired, Failed uint32
 }
 
 // Queue is the message store of one AMQP queue: a segment log plus the
@@ -64,7 +68,23 @@ type Queue struct {
 	deleted    bool
 	closed     bool
 	reclaimedW uint64
+	// bytes keeps the message body bytes (bytes.go); committedNext is the
+	// NextSeq of the last log state committed, so that a queue that only
+	// receives appends still commits its bytes every bytesCommitEvery
+	// records.
+	bytes         byteAccount
+	committedNext uint64
+	// counts holds delivery counts, for queues with EnableCounts (counts.go).
+	counts *deliveryCounts
+	// partOf is, for a log repaired from its segments that belongs to
+	// another queue (a priority level), that queue's ID.
+	partOf string
 }
+
+// bytesCommitEvery bounds the records a durable queue appends without
+// committing its log state, and so the records whose sizes a crash leaves
+// unknown (read once, lazily, after the restart).
+const bytesCommitEvery = 16384
 
 // ID returns the queue's ID.
 func (q *Queue) ID() string { return q.id }
@@ -121,6 +141,15 @@ func (q *Queue) Append(recs []segment.Record, onDurable func(error)) (uint64, er
 	if err == nil {
 		q.next = first + uint64(len(recs))
 		q.ready += int64(len(recs))
+		q.bytes.appended(first, recs, q.durable)
+		if q.durable {
+			if len(q.bytes.tail) > 4096 {
+				q.bytes.trim(q.log.DurableNext())
+			}
+			if q.next-q.committedNext > bytesCommitEvery {
+				q.s.markDirtyLocked(q)
+			}
+		}
 	}
 	q.mu.Unlock()
 	if err != nil {
@@ -165,9 +194,17 @@ func (q *Queue) Deliver(max int, fn func(*Message) Verdict) int {
 	var msg Message
 	var verdict Verdict
 	fromCursor := false
+	size := 0
 	view := func(r *segment.Record) error {
+		size = len(r.Body)
 		if fromCursor && msg.Seq < q.recoveredNext && r.Flags&segment.FlagPersistent == 0 {
 			return errTransient
+		}
+		if q.counts != nil {
+			msg.Acquired, msg.Failed = q.counts.get(msg.Seq)
+			if msg.Acquired > 0 {
+				msg.Redelivered = true
+			}
 		}
 		msg.Record = *r
 		verdict = fn(&msg)
@@ -180,6 +217,7 @@ func (q *Queue) Deliver(max int, fn func(*Message) Verdict) int {
 		seq := q.requeued[0]
 		msg = Message{Seq: seq, Redelivered: true}
 		verdict = Take
+		size = 0
 		if err := q.log.View(seq, view); err != nil {
 			if !q.dropLocked(seq, err) {
 				// Unreadable for now: newer messages must not overtake it.
@@ -198,9 +236,12 @@ func (q *Queue) Deliver(max int, fn func(*Message) Verdict) int {
 		changed = true
 		if verdict == Drop {
 			q.acks.add(seq, seq+1)
+			q.bytes.dropped(seq, size)
+			q.counts.forget(seq)
 			continue
 		}
 		q.unacked++
+		q.bytes.taken(seq, size)
 		taken++
 	}
 	if len(q.requeued) == 0 {
@@ -217,6 +258,7 @@ func (q *Queue) Deliver(max int, fn func(*Message) Verdict) int {
 		msg = Message{Seq: seq, Redelivered: seq < q.redeliverBelow}
 		verdict = Take
 		counted := true
+		size = 0
 		if err := q.log.View(seq, view); err != nil {
 			if !q.dropLocked(seq, err) {
 				break
@@ -234,12 +276,16 @@ func (q *Queue) Deliver(max int, fn func(*Message) Verdict) int {
 		changed = true
 		if verdict == Drop {
 			q.acks.add(seq, seq+1)
+			q.bytes.dropped(seq, size)
+			q.counts.forget(seq)
 			continue
 		}
 		q.unacked++
+		q.bytes.taken(seq, size)
 		taken++
 	}
 	if changed {
+		q.bytes.settle(q.ready, q.unacked)
 		q.changedLocked()
 	}
 	return taken
@@ -382,6 +428,9 @@ func (q *Queue) Ack(seq uint64) bool {
 	}
 	q.acks.add(seq, seq+1)
 	q.unacked--
+	q.bytes.acked(seq)
+	q.counts.forget(seq)
+	q.bytes.settle(q.ready, q.unacked)
 	q.changedLocked()
 	return true
 }
@@ -398,11 +447,14 @@ func (q *Queue) AckMany(seqs []uint64) int {
 	for _, seq := range seqs {
 		if q.outstandingLocked(seq) {
 			q.acks.add(seq, seq+1)
+			q.bytes.acked(seq)
+			q.counts.forget(seq)
 			n++
 		}
 	}
 	if n > 0 {
 		q.unacked -= int64(n)
+		q.bytes.settle(q.ready, q.unacked)
 		q.changedLocked()
 	}
 	return n
@@ -428,6 +480,16 @@ func (q *Queue) Requeue(seqs []uint64) int {
 	}
 	slices.Sort(add)
 	add = slices.Compact(add)
+	q.requeueLocked(add)
+	return len(add)
+}
+
+// requeueLocked makes the outstanding deliveries add (sorted, unique)
+// ready again.
+func (q *Queue) requeueLocked(add []uint64) {
+	for _, seq := range add {
+		q.bytes.requeued(seq)
+	}
 	merged := make([]uint64, 0, len(q.requeued)+len(add))
 	i, j := 0, 0
 	for i < len(q.requeued) || j < len(add) {
@@ -442,7 +504,7 @@ func (q *Queue) Requeue(seqs []uint64) int {
 	q.requeued = merged
 	q.unacked -= int64(len(add))
 	q.ready += int64(len(add))
-	return len(add)
+	q.bytes.settle(q.ready, q.unacked)
 }
 
 // Purge acks every ready message (requeued ones included) and returns how
@@ -457,15 +519,60 @@ func (q *Queue) Purge() int {
 	q.recoveredNext = 0 // nothing from before the restart is left ready
 	for _, seq := range q.requeued {
 		q.acks.add(seq, seq+1)
+		q.bytes.gone(seq)
+		q.counts.forget(seq)
+	}
+	for seq := max(q.cursor, q.bytes.tailBase); seq < q.next; seq++ {
+		q.bytes.gone(seq)
 	}
 	q.requeued = nil
 	q.acks.add(q.cursor, q.next)
 	q.cursor = q.next
 	q.ready = 0
+	q.bytes.ready = 0
+	q.bytes.unknownFrom = 0 // every message of unknown size is gone or unacked
 	if n > 0 {
 		q.changedLocked()
 	}
 	return n
+}
+
+// ReadyBytes returns the body bytes of the ready messages (what
+// x-max-length-bytes limits).
+func (q *Queue) ReadyBytes() int64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.resolveBytesLocked()
+	return q.bytes.ready
+}
+
+// UnackedBytes returns the body bytes of the delivered, unacked messages.
+func (q *Queue) UnackedBytes() int64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.bytes.unacked
+}
+
+// resolveBytesLocked reads the sizes of the records a crash left without
+// one (see bytes.go): at most bytesCommitEvery records and one round.
+func (q *Queue) resolveBytesLocked() {
+	from := q.bytes.unknownFrom
+	if from == 0 {
+		return
+	}
+	q.bytes.unknownFrom = 0
+	var sum int64
+	for seq := from; seq < q.recoveredNext; seq++ {
+		if q.acks.contains(seq) {
+			continue
+		}
+		q.log.View(seq, func(r *segment.Record) error {
+			sum += int64(len(r.Body))
+			return nil
+		})
+	}
+	q.bytes.ready += sum
+	q.bytes.settle(q.ready, q.unacked)
 }
 
 // Ready returns the number of messages ready for delivery.
@@ -494,13 +601,16 @@ func (q *Queue) stateForCommit() (index.LogState, bool) {
 	}
 	durable := q.log.DurableNext()
 	w, ranges := q.acks.snapshot(durable)
+	q.resolveBytesLocked()
 	st := index.LogState{
 		Segments:  q.log.Segments(),
 		NextSeq:   durable,
 		Watermark: w,
 		Acked:     ranges,
 		Delivered: min(max(q.cursor, q.redeliverBelow), durable),
+		Bytes:     q.bytes.committed(durable),
 	}
+	q.committedNext = durable
 	clipped := q.acks.watermark > durable || q.cursor > durable ||
 		(len(q.acks.ranges) > 0 && q.acks.ranges[len(q.acks.ranges)-1].Hi > durable)
 	if clipped && !q.closed {

@@ -564,13 +564,20 @@ func (s *Store) repairQueue(q *Queue) error {
 		return fmt.Errorf("store: repair %s: %w", q.id, err)
 	}
 	def, err := decodeIdentity(q.log.Recovery().Identity)
-	if err != nil {
+	if err == nil && def.ID != "" && def.ID != q.id {
+		// A log of queue def.ID (a priority level): its definition is
+		// the queue's, put back below if the index lost it.
+		q.partOf = def.ID
+	} else if err != nil {
 		// Segments from before identities: give it a name that says so.
 		def = index.Queue{VHost: "/", Name: "recovered-" + q.id, ID: q.id, Durable: true}
 		s.log.Warn().Str("queue", q.id).Str("name", def.Name).
 			Msg("store: repair: the segments do not record the queue's identity; recovered under a new name")
 	}
-	def.ID, def.Durable = q.id, true
+	if q.partOf == "" {
+		def.ID = q.id
+	}
+	def.Durable = true
 	if _, err := s.db.GetVHost(def.VHost); errors.Is(err, index.ErrNotFound) {
 		if err := s.db.PutVHost(index.VHost{Name: def.VHost}); err != nil {
 			b.Close()
@@ -578,7 +585,7 @@ func (s *Store) repairQueue(q *Queue) error {
 		}
 		s.log.Warn().Str("vhost", def.VHost).Msg("store: repair: recreated a vhost from a queue's identity")
 	}
-	if have, err := s.db.GetQueue(def.VHost, def.Name); err != nil || have.ID != q.id {
+	if have, err := s.db.GetQueue(def.VHost, def.Name); err != nil || have.ID != def.ID {
 		if err == nil {
 			// The name now belongs to another queue: keep both.
 			def.Name = def.Name + "-recovered-" + q.id
@@ -596,6 +603,7 @@ func (s *Store) repairQueue(q *Queue) error {
 	q.cursor = first
 	q.redeliverBelow = next
 	q.ready = q.countReadyLocked(first)
+	q.bytes.ready, q.bytes.unknownFrom = 0, first // sizes are read when a byte limit asks
 	q.mu.Unlock()
 	q.log.SetIdentity(encodeIdentity(def))
 	s.log.Warn().Str("vhost", def.VHost).Str("queue", def.Name).Str("id", q.id).Int64("ready", q.ready).
@@ -659,6 +667,8 @@ func (s *Store) openQueue(id string, def index.Queue, st index.LogState, recover
 	q.next = next
 	q.cursor = q.acks.watermark
 	q.committedW = st.Watermark
+	q.committedNext = st.NextSeq
+	q.bytes.tailBase = next
 	if !recovering {
 		return q, nil
 	}
@@ -692,6 +702,17 @@ func (s *Store) openQueue(id string, def index.Queue, st index.LogState, recover
 	}
 	q.ready = q.countReadyLocked(w)
 	q.dropped = q.transientIn(w, next)
+	// Body bytes come from the log state; records appended after its
+	// commit, or anything past a loss, are read lazily when a byte limit
+	// needs them (ReadyBytesExact).
+	q.bytes.ready = int64(st.Bytes)
+	if from := max(st.NextSeq, w); from < next {
+		q.bytes.unknownFrom = from
+	}
+	if q.lost > 0 || len(q.openGaps) > 0 {
+		q.bytes.ready, q.bytes.unknownFrom = 0, w
+	}
+	q.bytes.settle(q.ready, 0)
 	return q, nil
 }
 
@@ -770,7 +791,14 @@ func (s *Store) Queue(id string, durable bool) (*Queue, error) {
 // non-durable queue's log lives under transient/ and goes at the next Open.
 // Every segment file of the queue records def as its identity.
 func (s *Store) OpenQueue(def index.Queue) (*Queue, error) {
-	id, durable := def.ID, def.Durable
+	return s.openLog(def.ID, def, def.VHost != "")
+}
+
+// openLog is OpenQueue for a log id that belongs to the queue def (a
+// priority level's log has its own ID and records its queue's identity);
+// putDef writes def with a new durable log's initial state.
+func (s *Store) openLog(id string, def index.Queue, putDef bool) (*Queue, error) {
+	durable := def.Durable
 	if err := checkID(id); err != nil {
 		return nil, err
 	}
@@ -798,7 +826,7 @@ func (s *Store) OpenQueue(def index.Queue) (*Queue, error) {
 		}
 		b := s.db.NewBatch()
 		err := b.SetLogState(id, index.LogState{NextSeq: 1, Watermark: 1})
-		if err == nil && def.VHost != "" {
+		if err == nil && putDef {
 			err = b.PutQueue(def)
 		}
 		if err != nil {
@@ -920,6 +948,9 @@ func (s *Store) commitStates() error {
 		}
 		committed[i] = st.Watermark
 		if e := b.SetLogState(q.id, st); e != nil && err == nil {
+			err = e
+		}
+		if e := q.countsForCommit(b); e != nil && err == nil {
 			err = e
 		}
 	}
@@ -1141,6 +1172,7 @@ func (s *Store) Close() error {
 			q.mu.Unlock()
 			if st, ok := q.stateForCommit(); ok {
 				keep(b.SetLogState(q.id, st))
+				keep(q.countsForCommit(b))
 			}
 		}
 		keep(b.Commit(true))

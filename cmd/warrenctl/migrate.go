@@ -127,7 +127,7 @@ func (m *migration) run() error {
 	if err := m.c.api.do(http.MethodPost, "/api/definitions", raw, nil); err != nil {
 		return fmt.Errorf("importing the definitions into Warren: %w", err)
 	}
-	m.logf("Imported definitions: %d users, %d vhosts, %d exchanges, %d queues, %d bindings, %d policies (stored, not applied)",
+	m.logf("Imported definitions: %d users, %d vhosts, %d exchanges, %d queues, %d bindings, %d policies",
 		count(defs, "users"), count(defs, "vhosts"), count(defs, "exchanges"), count(defs, "queues"), count(defs, "bindings"),
 		count(defs, "policies"))
 
@@ -144,6 +144,12 @@ func (m *migration) run() error {
 		if !m.queues.MatchString(name) {
 			continue
 		}
+		if isStream(q) {
+			// Consuming a stream removes nothing and never ends: its
+			// definition is imported, its messages are not moved.
+			m.logf("Stream '%s' in vhost '%s': declared, messages not moved (replay them from the source)", name, vh)
+			continue
+		}
 		res, err := m.moveQueue(vh, name)
 		results = append(results, res)
 		if err != nil {
@@ -153,6 +159,15 @@ func (m *migration) run() error {
 	}
 	m.printResults(results, time.Since(start))
 	return nil
+}
+
+// isStream reports whether a definitions queue entry is a stream.
+func isStream(q map[string]any) bool {
+	if q["type"] == "stream" {
+		return true
+	}
+	args, _ := q["arguments"].(map[string]any)
+	return args["x-queue-type"] == "stream"
 }
 
 func count(defs map[string]any, key string) int {
