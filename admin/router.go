@@ -134,9 +134,17 @@ var managementTags = []string{"administrator", "monitoring", "policymaker", "man
 
 func (s *Server) authorize(req *request, acc access) bool {
 	w := req.w
+	// The web UI asks with X-Requested-With so that a failed login is
+	// answered without a challenge: the browser's own login dialog would
+	// otherwise take over from the page's.
+	challenge := func() {
+		if req.r.Header.Get("X-Requested-With") != "XMLHttpRequest" {
+			w.Header().Set("WWW-Authenticate", `Basic realm="Warren Management"`)
+		}
+	}
 	name, pass, ok := req.r.BasicAuth()
 	if !ok {
-		w.Header().Set("WWW-Authenticate", `Basic realm="Warren Management"`)
+		challenge()
 		writeError(w, http.StatusUnauthorized, "not_authorized", "Not_Authorized")
 		return false
 	}
@@ -147,7 +155,7 @@ func (s *Server) authorize(req *request, acc access) bool {
 	}
 	u, err := s.b.Authenticate(name, pass, remote)
 	if err != nil {
-		w.Header().Set("WWW-Authenticate", `Basic realm="Warren Management"`)
+		challenge()
 		reason := "Login failed"
 		if errors.Is(err, broker.ErrLoopbackOnly) {
 			reason = "User can only log in via localhost"
