@@ -684,11 +684,20 @@ func (s *Server) getExchange(r *request) error {
 		return err
 	}
 	for _, x := range xs {
-		if x.Name == r.params["name"] {
+		if x.Name == r.exchangeName() {
 			return r.object(exchangeJSON(x))
 		}
 	}
 	return errNotFound
+}
+
+// exchangeName is the {name} of an exchange path: "amq.default" stands for
+// the default exchange, whose name is empty, as in RabbitMQ's API.
+func (r *request) exchangeName() string {
+	if n := r.params["name"]; n != "amq.default" {
+		return n
+	}
+	return ""
 }
 
 func (s *Server) putExchange(r *request) error {
@@ -760,7 +769,7 @@ func (s *Server) publish(r *request) error {
 	default:
 		return badRequest("payload_encoding must be 'string' or 'base64'")
 	}
-	routed, err := s.b.Publish(r.actor(), vh, r.params["name"], body.RoutingKey, props, payload)
+	routed, err := s.b.Publish(r.actor(), vh, r.exchangeName(), body.RoutingKey, props, payload)
 	if err != nil {
 		return err
 	}
@@ -1024,7 +1033,7 @@ func (s *Server) queueBindings(r *request) error {
 
 func (s *Server) exchangeBindings(side string) func(*request) error {
 	return func(r *request) error {
-		name := r.params["name"]
+		name := r.exchangeName()
 		return s.bindingsWhere(r, func(b broker.BindingInfo) bool {
 			if side == "source" {
 				return b.Source == name

@@ -383,6 +383,9 @@ func (req *request) list(items []map[string]any, defaultSort ...string) error {
 			items[i] = pickColumns(m, strings.Split(cols, ","))
 		}
 	}
+	if items == nil {
+		items = []map[string]any{}
+	}
 	if q.Has("page") || q.Get("pagination") == "true" {
 		page, _ := strconv.Atoi(q.Get("page"))
 		size, _ := strconv.Atoi(q.Get("page_size"))
@@ -401,9 +404,6 @@ func (req *request) list(items []map[string]any, defaultSort ...string) error {
 		hi := min(lo+size, filtered)
 		return req.json(map[string]any{"items": items[lo:hi], "page": page, "page_size": size,
 			"page_count": pages, "item_count": hi - lo, "filtered_count": filtered, "total_count": total})
-	}
-	if items == nil {
-		items = []map[string]any{}
 	}
 	return req.json(items)
 }
