@@ -59,6 +59,7 @@ async function whoami() {
 }
 
 async function start() {
+  const vhosts = api('/vhosts?columns=name').catch(() => null); // in parallel with whoami
   state.user = await whoami();
   $('login').hidden = true;
   $('nav').hidden = false;
@@ -66,17 +67,15 @@ async function start() {
   $('nav-admin').hidden = !hasTag('administrator', 'policymaker');
   setText($('who'), state.user.name);
   $('who').title = 'Tags: ' + (state.user.tags.join(', ') || 'none');
-  await loadVHosts();
+  await loadVHosts(vhosts);
   route();
 }
 
 state.reloadVHosts = () => loadVHosts();
 
-export async function loadVHosts() {
-  try {
-    const vs = await api('/vhosts?columns=name');
-    state.vhosts = vs.map((v) => v.name);
-  } catch { state.vhosts = ['/']; }
+export async function loadVHosts(pending) {
+  const vs = await (pending || api('/vhosts?columns=name').catch(() => null));
+  state.vhosts = vs ? vs.map((v) => v.name) : ['/'];
   if (state.vhost && !state.vhosts.includes(state.vhost)) state.vhost = '';
   vhostOptions($('vhost-select'), true);
 }

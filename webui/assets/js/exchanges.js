@@ -105,7 +105,7 @@ export function exchangePage(vhost, name) {
   const gone = h('p', { class: 'error', role: 'alert' });
   const builtin = isDefault || name.startsWith('amq.');
   const el = h('section', { 'data-page': 'exchange' },
-    h('p', { class: 'muted' }, h('a', { href: '#/exchanges' }, 'Exchanges'), ' / ', vhost),
+    h('p', { class: 'muted' }, h('a', { href: '#/exchanges' }, 'Exchanges'), ' · virtual host ', h('span', { class: 'mono' }, vhost)),
     h('h1', null, 'Exchange ', h('span', { class: 'mono' }, isDefault ? '(AMQP default)' : name)), gone,
     h('div', { class: 'grid2' },
       h('section', { class: 'panel' }, h('h2', null, 'Details'), dl),

@@ -248,7 +248,7 @@ export class Chart {
       cursor: { drag: { x: false, y: false } },
       legend: { live: true },
       scales: { x: { time: true }, y: { range: (u, lo, hi) => [0, hi > 0 ? hi * 1.1 : 1] } },
-      axes: [{ ...axis }, { ...axis, size: 64, values: (u, vals) => vals.map((v) => this.fmt(v)) }],
+      axes: [{ ...axis }, { ...axis, size: 80, values: (u, vals) => vals.map((v) => this.fmt(v)) }],
       series: [{}, ...this.series.map((s) => ({
         label: s.label, stroke: cssVar(s.color), width: 1.5, points: { show: false },
         fill: s.fill ? cssVar(s.color) + '22' : undefined,

@@ -156,7 +156,7 @@ export function queuePage(vhost, name) {
 
   const gone = h('p', { class: 'error', role: 'alert' });
   const el = h('section', { 'data-page': 'queue' },
-    h('p', { class: 'muted' }, h('a', { href: '#/queues' }, 'Queues'), ' / ', vhost),
+    h('p', { class: 'muted' }, h('a', { href: '#/queues' }, 'Queues'), ' · virtual host ', h('span', { class: 'mono' }, vhost)),
     h('h1', null, 'Queue ', h('span', { class: 'mono', 'data-queue-name': '' }, name)), gone,
     h('div', { class: 'cards' }, cardEls),
     h('div', { class: 'grid2 charts' },
