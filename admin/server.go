@@ -22,6 +22,7 @@ package admin
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
 	"net/http"
@@ -164,6 +165,12 @@ func (s *Server) Serve(ln net.Listener) error {
 		return nil
 	}
 	return err
+}
+
+// ServeTLS serves the API over TLS on ln until Shutdown; it may run
+// beside Serve on another listener.
+func (s *Server) ServeTLS(ln net.Listener, cfg *tls.Config) error {
+	return s.Serve(tls.NewListener(ln, cfg))
 }
 
 // Shutdown stops the listener (waiting for requests in flight, up to ctx)

@@ -46,7 +46,8 @@ type FrameReader struct {
 	r        *bufio.Reader
 	frameMax uint32
 	hdr      [7]byte // a field, not a local, so reading into it does not allocate
-	buf      []byte
+	buf      []byte  // frames larger than the bufio.Reader's buffer
+	consumed uint64
 }
 
 // NewFrameReader returns a FrameReader over r that refuses frames larger than
@@ -96,22 +97,49 @@ func (fr *FrameReader) ReadFrame() (Frame, error) {
 		return Frame{}, frameError("frame size %d exceeds frame-max %d", uint64(size)+frameOverhead, fr.frameMax)
 	}
 	n := int(size) + 1
-	if cap(fr.buf) < n {
-		fr.buf = make([]byte, n)
-	}
-	b := fr.buf[:n]
-	if _, err := io.ReadFull(fr.r, b); err != nil {
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
+	var b []byte
+	if n <= fr.r.Size() {
+		// The frame fits in the reader's buffer: hand out a view of it,
+		// valid until the next read, instead of copying it.
+		p, err := fr.r.Peek(n)
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return Frame{}, err
 		}
-		return Frame{}, err
+		fr.r.Discard(n)
+		b = p
+	} else {
+		if cap(fr.buf) < n {
+			fr.buf = make([]byte, n)
+		}
+		b = fr.buf[:n]
+		if _, err := io.ReadFull(fr.r, b); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return Frame{}, err
+		}
 	}
 	if b[size] != FrameEnd {
 		return Frame{}, frameError("frame end octet 0x%02x, want 0x%02x", b[size], FrameEnd)
 	}
+	fr.consumed += uint64(n) + 7
 	f.Payload = b[:size:size]
 	return f, nil
 }
+
+// Reset makes the FrameReader read from br (a reader of another buffer
+// size over the same stream, swapped in when br's predecessor holds no
+// buffered bytes) and releases the buffer kept for oversized frames.
+func (fr *FrameReader) Reset(br *bufio.Reader) {
+	fr.r = br
+	fr.buf = nil
+}
+
+// Consumed returns the bytes of the frames read so far.
+func (fr *FrameReader) Consumed() uint64 { return fr.consumed }
 
 // AppendFrame appends a frame of any type carrying payload.
 func AppendFrame(dst []byte, typ uint8, channel uint16, payload []byte) []byte {

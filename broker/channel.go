@@ -534,6 +534,14 @@ func (ch *channel) publishBatch(round *confirmRound) {
 	}
 }
 
+// shrinkArena drops a large arena of an idle channel (the connection's
+// reader found it quiet); the next publish grows a new one.
+func (ch *channel) shrinkArena() {
+	if len(ch.batch) == 0 && !ch.pub.active && cap(ch.arena) > 64<<10 {
+		ch.arena = nil
+	}
+}
+
 // resetArena empties the arena once the batch is handed to the queues,
 // keeping the message still being assembled (a flush can fall between its
 // body frames) at the front.

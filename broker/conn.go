@@ -19,13 +19,10 @@ import (
 // Version is the broker version advertised to clients.
 const Version = "0.1.0"
 
-// congestLimit is how many encoded bytes may wait for the socket before
-// queues stop delivering to the connection (a slow consumer must not grow RAM).
-const congestLimit = 4 << 20
-
-// readPauseLimit is how many encoded bytes may wait for the socket before
-// the reader stops reading the client.
-const readPauseLimit = 2 * congestLimit
+// DefaultCongestionLimit is how many encoded bytes may wait for the socket
+// before queues stop delivering to the connection (a slow consumer must not
+// grow RAM); past twice as many the reader stops reading the client.
+const DefaultCongestionLimit = 4 << 20
 
 // conn is one AMQP connection. Its reader goroutine (serve) parses frames and
 // runs the channel state machines; its writer goroutine alone writes the
@@ -34,13 +31,19 @@ const readPauseLimit = 2 * congestLimit
 // Lock order: vhost.mu -> queue.mu -> store and log locks -> channel.umu ->
 // channel.cmu -> conn.wmu (see docs/architecture.md).
 type conn struct {
-	s   *Server
-	nc  net.Conn
-	br  *bufio.Reader
-	fr  *amqpwire.FrameReader
-	dec amqpwire.MethodDecoder
-	log zerolog.Logger
-	id  uint64
+	s  *Server
+	nc net.Conn
+	br *bufio.Reader // c.small, or a large reader while busy
+	// Read-buffer sizing (see adaptReadBuffer), reader-owned.
+	src          io.Reader
+	small        *bufio.Reader
+	consumedMark uint64
+	busyAt       time.Time
+	quietReads   int
+	fr           *amqpwire.FrameReader
+	dec          amqpwire.MethodDecoder
+	log          zerolog.Logger
+	id           uint64
 
 	frameMax   uint32
 	channelMax uint16
@@ -78,10 +81,10 @@ type conn struct {
 	wmu     sync.Mutex // guards out and wclosed
 	out     []byte
 	wclosed bool
-	// stalled is set when out passes congestLimit or the writer is gone;
+	// stalled is set when out passes the congestion limit or the writer is gone;
 	// queues read it without the lock before picking a consumer.
 	stalled atomic.Bool
-	// backlogged is set when out passes readPauseLimit; the reader waits
+	// backlogged is set when out passes twice the congestion limit; the reader waits
 	// on drained until the writer takes the buffer.
 	backlogged atomic.Bool
 	drained    chan struct{}
@@ -123,7 +126,9 @@ func newConn(s *Server, nc net.Conn) *conn {
 		owned:       make(map[*queue]struct{}),
 		live:        make(map[*channel]struct{}),
 	}
-	c.br = bufio.NewReaderSize(countingReader{r: nc, n: &c.recvOct}, 64<<10)
+	c.src = countingReader{r: nc, n: &c.recvOct}
+	c.small = bufio.NewReaderSize(c.src, smallReadBuf)
+	c.br = c.small
 	c.log = s.log.With().Uint64("conn", id).Str("peer", nc.RemoteAddr().String()).Logger()
 	return c
 }
@@ -145,6 +150,7 @@ func (c *conn) serve() {
 	go c.writeLoop()
 	err := c.readLoop()
 	c.teardown()
+	c.releaseReadBuffer()
 	switch {
 	case err == nil || errors.Is(err, errCloseConn):
 		c.log.Info().Dur("duration", time.Since(start)).Msg("connection closed")
@@ -288,7 +294,7 @@ func (c *conn) handshake() error {
 	}
 	c.heartbeat = time.Duration(to.Heartbeat) * time.Second
 	c.fr.SetFrameMax(c.frameMax)
-	c.channels = make([]*channel, int(c.channelMax)+1)
+	c.channels = make([]*channel, 2) // grown to the highest channel opened
 
 	if m, err = c.readMethod0(); err != nil {
 		return err
@@ -347,15 +353,75 @@ func hostname() string {
 	return h
 }
 
+// Read buffers: a connection starts with a small one and takes a large
+// one from a pool while it is busy (a socket read that filled most of the
+// small buffer), then gives it back once it is quiet (a small read after
+// a second without a large one, or 64 small reads in a row). An idle
+// connection so holds 4 KiB, a busy one reads 64 KiB per system call.
+const (
+	smallReadBuf = 4 << 10
+	bigReadBuf   = 64 << 10
+)
+
+var bigReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, bigReadBuf) }}
+
+// adaptReadBuffer runs when the read buffer is empty: it looks at how many
+// bytes the reads since the last call brought and swaps the buffer.
+func (c *conn) adaptReadBuffer(now time.Time) {
+	total := c.fr.Consumed()
+	n := total - c.consumedMark
+	c.consumedMark = total
+	if c.br == c.small {
+		if n >= smallReadBuf*3/4 {
+			br := bigReaders.Get().(*bufio.Reader)
+			br.Reset(c.src)
+			c.br = br
+			c.fr.Reset(br)
+			c.busyAt, c.quietReads = now, 0
+		}
+		return
+	}
+	if n >= smallReadBuf/2 {
+		c.busyAt, c.quietReads = now, 0
+		return
+	}
+	c.quietReads++
+	if c.quietReads < 64 && now.Sub(c.busyAt) < time.Second {
+		return
+	}
+	c.releaseReadBuffer()
+	for _, ch := range c.channels {
+		if ch != nil {
+			ch.shrinkArena()
+		}
+	}
+}
+
+// releaseReadBuffer gives the large read buffer back to the pool; the
+// small one takes over. The buffer must hold no unread bytes.
+func (c *conn) releaseReadBuffer() {
+	if c.br == c.small {
+		return
+	}
+	big := c.br
+	c.small.Reset(c.src)
+	c.br = c.small
+	c.fr.Reset(c.small)
+	big.Reset(nil)
+	bigReaders.Put(big)
+}
+
 // readLoop reads and dispatches frames until the connection ends.
 func (c *conn) readLoop() error {
 	var deadlineSet time.Time
 	for {
 		c.waitWriter()
 		if c.br.Buffered() == 0 {
-			// A read will reach the socket: note the time for the writer and
-			// (re-)arm the heartbeat deadline, at most once a second.
+			// A read will reach the socket: size the read buffer to the
+			// traffic, note the time for the writer and (re-)arm the
+			// heartbeat deadline, at most once a second.
 			now := time.Now()
+			c.adaptReadBuffer(now)
 			c.lastRead.Store(now.UnixNano())
 			if c.heartbeat > 0 && now.Sub(deadlineSet) > time.Second {
 				c.nc.SetReadDeadline(now.Add(2 * c.heartbeat))
@@ -470,7 +536,10 @@ func (c *conn) handleFrame(f amqpwire.Frame) error {
 	if int(f.Channel) > int(c.channelMax) {
 		return amqpErr(amqpwire.ChannelError, nil, "channel %d exceeds channel_max %d", f.Channel, c.channelMax)
 	}
-	ch := c.channels[f.Channel]
+	var ch *channel
+	if int(f.Channel) < len(c.channels) {
+		ch = c.channels[f.Channel]
+	}
 	if ch == nil {
 		if f.Type != amqpwire.FrameMethod {
 			return amqpErr(amqpwire.ChannelError, nil, "expected 'channel.open' on channel %d", f.Channel)
@@ -481,6 +550,9 @@ func (c *conn) handleFrame(f amqpwire.Frame) error {
 		}
 		if _, ok := m.(*amqpwire.ChannelOpen); !ok {
 			return amqpErr(amqpwire.ChannelError, m, "expected 'channel.open' on channel %d, got '%s'", f.Channel, m.Name())
+		}
+		if int(f.Channel) >= len(c.channels) {
+			c.channels = append(c.channels, make([]*channel, int(f.Channel)+1-len(c.channels))...)
 		}
 		c.channels[f.Channel] = newChannel(c, f.Channel)
 		c.sendMethod(f.Channel, &amqpwire.ChannelOpenOk{})
@@ -573,13 +645,13 @@ func (c *conn) signal() {
 }
 
 // noteCongestionLocked marks the connection stalled when the writer is too
-// far behind: queues stop delivering to it, and past readPauseLimit the
+// far behind: queues stop delivering to it, and past twice the limit the
 // reader stops reading the client (who is producing returns or replies it
 // does not read) until the writer catches up. Called with c.wmu held.
 func (c *conn) noteCongestionLocked() {
-	if len(c.out) > congestLimit {
+	if lim := c.s.cfg.CongestionLimit; len(c.out) > lim {
 		c.stalled.Store(true)
-		if len(c.out) > readPauseLimit {
+		if len(c.out) > 2*lim {
 			c.backlogged.Store(true)
 		}
 	}
@@ -612,10 +684,11 @@ func (c *conn) writeLoop() {
 	}
 	var spare []byte
 	for {
-		stop := false
+		stop, ticked := false, false
 		select {
 		case <-c.wsig:
 		case <-tick:
+			ticked = true
 			if !c.wrote.Swap(false) {
 				c.wmu.Lock()
 				c.out = amqpwire.AppendHeartbeatFrame(c.out)
@@ -654,8 +727,10 @@ func (c *conn) writeLoop() {
 			c.wrote.Store(true)
 			c.sendOct.Add(uint64(len(buf)))
 		}
-		if cap(buf) > 8<<20 {
-			buf = nil // do not keep a burst's buffer forever
+		if cap(buf) > 8<<20 || (ticked && cap(buf) > 64<<10 && len(buf) < cap(buf)/8) {
+			// Do not keep a burst's buffer, nor a large one on a
+			// connection that went quiet (checked on heartbeat ticks).
+			buf = nil
 		}
 		spare = buf
 		if resume {

@@ -131,7 +131,7 @@ func (vh *vhost) load() error {
 			vh.s.log.Warn().Err(err).Str("source", b.Source).Str("destination", b.Destination).Msg("skipping binding")
 		}
 	}
-	vh.publishQueuesLocked()
+	vh.qmap.replaceLocked(vh.queues)
 	vh.refreshLocked()
 	for _, q := range vh.queues {
 		q.mu.Lock()

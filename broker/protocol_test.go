@@ -224,3 +224,17 @@ func TestHeartbeatTimeout(t *testing.T) {
 		t.Fatalf("dropped after %v, want about 2 s", d)
 	}
 }
+
+// TestTunablesReachTheHandshake: --frame-max, --channel-max and
+// --heartbeat are what connection.tune proposes.
+func TestTunablesReachTheHandshake(t *testing.T) {
+	b := startBrokerConfig(t, Config{FrameMax: 65536, ChannelMax: 16, Heartbeat: -1})
+	r := dialRaw(t, b)
+	r.send([]byte(amqpwire.ProtocolHeader))
+	expect[*amqpwire.ConnectionStart](r)
+	r.method(0, &amqpwire.ConnectionStartOk{Mechanism: "PLAIN", Response: "\x00guest\x00guest", Locale: "en_US"})
+	tune := expect[*amqpwire.ConnectionTune](r)
+	if tune.FrameMax != 65536 || tune.ChannelMax != 16 || tune.Heartbeat != 0 {
+		t.Fatalf("tune: %+v", tune)
+	}
+}

@@ -336,7 +336,7 @@ func TestUnreadReturnsStopTheReader(t *testing.T) {
 		t.Fatalf("the broker read %d MB of publishes whose returns were never read", written>>20)
 	}
 	// One publish batch's returns may land on top of the limit.
-	if n, max := b.outBytes(), readPauseLimit+maxBatchBytes+len(msg); n > max {
+	if n, max := b.outBytes(), 2*DefaultCongestionLimit+maxBatchBytes+len(msg); n > max {
 		t.Fatalf("%d bytes of returns buffered, bound %d", n, max)
 	}
 	t.Logf("client blocked after %d MB; broker holds %d KB of returns", written>>20, b.outBytes()>>10)

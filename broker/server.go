@@ -40,7 +40,8 @@ type Config struct {
 	FrameMax uint32
 	// ChannelMax is the highest channel number (default 2047).
 	ChannelMax uint16
-	// Heartbeat is the interval the server proposes (default 60 s).
+	// Heartbeat is the interval the server proposes (default 60 s;
+	// negative proposes none).
 	Heartbeat time.Duration
 	// HandshakeTimeout drops connections that do not finish the handshake.
 	HandshakeTimeout time.Duration
@@ -71,6 +72,10 @@ type Config struct {
 	// ConsumerTimeout closes, with 406, a channel holding a delivery
 	// unacknowledged for longer (default 30 minutes, as RabbitMQ).
 	ConsumerTimeout time.Duration
+	// CongestionLimit is how many encoded bytes may wait for a
+	// connection's socket before its consumers get no more deliveries
+	// (default 4 MiB); past twice as many the broker stops reading it.
+	CongestionLimit int
 	// MaxMessageSize is the largest message body accepted (default 16 MiB).
 	MaxMessageSize uint64
 	// SegmentSize is the size at which queue logs roll (default from store).
@@ -129,6 +134,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ConsumerTimeout == 0 {
 		c.ConsumerTimeout = 30 * time.Minute
+	}
+	if c.CongestionLimit == 0 {
+		c.CongestionLimit = DefaultCongestionLimit
 	}
 	if c.MaxMessageSize == 0 {
 		c.MaxMessageSize = 16 << 20

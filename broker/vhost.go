@@ -25,24 +25,14 @@ type vhost struct {
 	mu     sync.Mutex // guards topo, queues (writes), and definition persistence
 	topo   *router.Topology
 	queues map[string]*queue
-	qmap   atomic.Pointer[map[string]*queue] // copy-on-write view for publishers
+	qmap   queueMap // the publishers' view of queues
 	// headersInUse and e2eInUse say when a publish must decode headers.
 	headersInUse atomic.Bool
 	e2eInUse     atomic.Bool
 }
 
 func newVHost(s *Server, name string) *vhost {
-	vh := &vhost{s: s, name: name, topo: router.NewTopology(), queues: make(map[string]*queue)}
-	vh.publishQueuesLocked()
-	return vh
-}
-
-func (vh *vhost) publishQueuesLocked() {
-	m := make(map[string]*queue, len(vh.queues))
-	for k, v := range vh.queues {
-		m[k] = v
-	}
-	vh.qmap.Store(&m)
+	return &vhost{s: s, name: name, topo: router.NewTopology(), queues: make(map[string]*queue)}
 }
 
 // routes returns the current routing snapshot.
@@ -56,7 +46,7 @@ func (vh *vhost) exchange(name string) (router.Exchange, bool) {
 
 // queueByName finds a queue without locking.
 func (vh *vhost) queueByName(name string) *queue {
-	return (*vh.qmap.Load())[name]
+	return vh.qmap.get(name)
 }
 
 // route resolves a message's destination queues. Headers are decoded from
@@ -79,17 +69,8 @@ func (vh *vhost) route(snap *router.Snapshot, exchange, key string, props []byte
 // refreshLocked publishes a new routing snapshot and recomputes when
 // publishes must decode headers.
 func (vh *vhost) refreshLocked() {
-	headers, e2e := false, false
-	for _, x := range vh.topo.Exchanges() {
-		if x.Kind == router.Headers && len(vh.topo.BindingsFrom(x.Name)) > 0 {
-			headers = true
-		}
-		if len(vh.topo.BindingsTo(x.Name)) > 0 {
-			e2e = true
-		}
-	}
-	vh.headersInUse.Store(headers)
-	vh.e2eInUse.Store(e2e)
+	vh.headersInUse.Store(vh.topo.HeadersBound())
+	vh.e2eInUse.Store(vh.topo.ExchangeBound())
 	vh.topo.Snapshot()
 }
 
@@ -367,7 +348,7 @@ func (vh *vhost) declareQueue(c *conn, m *amqpwire.QueueDeclare, name string) (*
 	}
 	vh.queues[name] = q
 	vh.s.queueCount.Add(1)
-	vh.publishQueuesLocked()
+	vh.qmap.setLocked(name, q)
 	q.mu.Lock()
 	q.touchLocked()
 	q.mu.Unlock()
@@ -489,7 +470,7 @@ func (vh *vhost) deleteQueue(q *queue, reason string) (int, error) {
 	}
 	delete(vh.queues, q.name)
 	vh.s.queueCount.Add(-1)
-	vh.publishQueuesLocked()
+	vh.qmap.setLocked(q.name, nil)
 	_, autoDeleted := vh.topo.RemoveQueue(q.name)
 	vh.forgetLocked(nil, autoDeleted)
 	vh.refreshLocked()
@@ -539,11 +520,7 @@ func (q *queue) purge() int {
 
 // sortedQueues lists the vhost's queues by name (for tools and tests).
 func (vh *vhost) sortedQueues() []*queue {
-	m := *vh.qmap.Load()
-	out := make([]*queue, 0, len(m))
-	for _, q := range m {
-		out = append(out, q)
-	}
+	out := vh.qmap.all()
 	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
 	return out
 }

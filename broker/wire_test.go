@@ -98,7 +98,7 @@ func TestSlowConsumerStallsDelivery(t *testing.T) {
 	r.method(1, &amqpwire.BasicConsume{Queue: "stall", NoAck: true})
 	// Read nothing more; let the broker deliver what it will.
 	time.Sleep(500 * time.Millisecond)
-	if out, max := b.outBytes(), congestLimit+2*len(body); out > max {
+	if out, max := b.outBytes(), DefaultCongestionLimit+2*len(body); out > max {
 		t.Fatalf("%d bytes queued for a consumer that does not read; bound %d", out, max)
 	}
 	q, err := pch.QueueDeclarePassive("stall", false, false, false, false, nil)

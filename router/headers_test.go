@@ -120,7 +120,7 @@ func TestHeadersSharedArgs(t *testing.T) {
 	}
 	mustBind(t, topo, Binding{Source: "amq.headers", Destination: "q9", DestKind: DestQueue, Args: map[string]any{"k": "w"}})
 	s := topo.Snapshot()
-	if n := len(s.ex["amq.headers"].hdrs); n != 2 {
+	if n := len(s.ex.get("amq.headers").hdrs); n != 2 {
 		t.Errorf("%d matchers, want 2", n)
 	}
 	got, _ := s.Route("amq.headers", "", map[string]any{"k": "v"}, nil)
@@ -138,7 +138,7 @@ func TestHeadersManyKeys(t *testing.T) {
 			Args: map[string]any{fmt.Sprintf("k%02d", i): int32(i), "x-match": "any", "shared": "s"}})
 	}
 	s := topo.Snapshot()
-	if n := len(s.ex["amq.headers"].hkeys); n <= maxHeaderKeys {
+	if n := len(s.ex.get("amq.headers").hkeys); n <= maxHeaderKeys {
 		t.Fatalf("only %d keys", n)
 	}
 	got, _ := s.Route("amq.headers", "", map[string]any{"k05": int64(5), "k39": uint8(39)}, nil)

@@ -62,7 +62,8 @@ func TestIncrementalCompile(t *testing.T) {
 		want := map[string]string{}
 		for _, name := range []string{"t", "d"} {
 			xs := topo.exchanges[name]
-			fresh := &Snapshot{ex: map[string]*compiled{name: compile(xs.def, xs.bindings)}}
+			fresh := &Snapshot{}
+			fresh.ex[shardOf(name)] = map[string]*compiled{name: compile(xs.def, xs.bindings)}
 			for _, k := range probes {
 				got, _ := s.Route(name, k, nil, nil)
 				exp, _ := fresh.Route(name, k, nil, nil)

@@ -1,6 +1,7 @@
 package router
 
 import (
+	"hash/maphash"
 	"maps"
 	"slices"
 	"strings"
@@ -40,7 +41,7 @@ func (b *destBuilder) build() *dests {
 type compiled struct {
 	def    Exchange
 	alt    string // alternate exchange, "" if none
-	direct map[string]*dests
+	direct *directMap
 	fanout *dests
 	trie   *trieNode
 	hdrs   []*headerMatcher
@@ -62,9 +63,9 @@ func compile(def Exchange, bindings map[bkey]*Binding) *compiled {
 			db.add(b)
 		}
 		if len(bs) > 0 {
-			c.direct = make(map[string]*dests, len(bs))
+			c.direct = &directMap{}
 			for k, db := range bs {
-				c.direct[k] = db.build()
+				c.direct.set(k, db.build())
 			}
 		}
 	case Fanout:
@@ -110,15 +111,23 @@ func (c *compiled) update(changed map[string]struct{}, byKey map[string]map[*Bin
 	n := *c
 	switch c.def.Kind {
 	case Direct:
-		n.direct = maps.Clone(c.direct)
-		if n.direct == nil {
-			n.direct = make(map[string]*dests)
+		// Copy only the shards of the changed keys: a bind to a direct
+		// exchange with 100,000 bindings copies about 1/64 of them.
+		n.direct = &directMap{}
+		if c.direct != nil {
+			*n.direct = *c.direct
 		}
+		var copied [exShards]bool
 		for k := range changed {
+			i := shardOf(k)
+			if !copied[i] {
+				copied[i] = true
+				n.direct[i] = maps.Clone(n.direct[i])
+			}
 			if d := buildDests(byKey[k]); d != nil {
-				n.direct[k] = d
+				n.direct.set(k, d)
 			} else {
-				delete(n.direct, k)
+				delete(n.direct[i], k)
 			}
 		}
 	case Topic:
@@ -141,7 +150,7 @@ func buildDests(set map[*Binding]struct{}) *dests {
 func (c *compiled) match(key string, headers map[string]any, hits []*dests) []*dests {
 	switch c.def.Kind {
 	case Direct:
-		if d := c.direct[key]; d != nil {
+		if d := c.direct.get(key); d != nil {
 			hits = append(hits, d)
 		}
 	case Fanout:
@@ -180,22 +189,64 @@ func (c *compiled) match(key string, headers map[string]any, hits []*dests) []*d
 // may use a Snapshot at once without locks; a Topology produces a new one
 // after each change.
 type Snapshot struct {
-	ex      map[string]*compiled
+	ex      exMap
 	version uint64
 }
+
+// exShards is the number of shards of a snapshot's exchange map.
+const exShards = 64
+
+// exMap is the exchanges of a snapshot, sharded by name so that a new
+// snapshot copies only the shards that changed.
+type exMap [exShards]map[string]*compiled
+
+func (m *exMap) get(name string) *compiled { return m[shardOf(name)][name] }
+
+// directMap is a direct exchange's destinations by routing key, sharded
+// like exMap so that an update copies only the shards it changes.
+type directMap [exShards]map[string]*dests
+
+func (m *directMap) get(key string) *dests {
+	if m == nil {
+		return nil
+	}
+	return m[shardOf(key)][key]
+}
+
+// set stores d under key, in a shard the caller owns.
+func (m *directMap) set(key string, d *dests) {
+	i := shardOf(key)
+	if m[i] == nil {
+		m[i] = make(map[string]*dests)
+	}
+	m[i][key] = d
+}
+
+// shardSeed seeds the shard hash (the runtime's string hash, the fastest
+// there is) for the life of the process.
+var shardSeed = maphash.MakeSeed()
+
+// shardOf hashes a name to its shard.
+func shardOf(name string) int { return int(maphash.String(shardSeed, name) % exShards) }
 
 // Version increases by one with every snapshot a Topology publishes; the
 // broker may use it to invalidate caches derived from a snapshot.
 func (s *Snapshot) Version() uint64 { return s.version }
 
 // Len returns the number of exchanges, the default exchange included.
-func (s *Snapshot) Len() int { return len(s.ex) }
+func (s *Snapshot) Len() int {
+	n := 0
+	for _, m := range s.ex {
+		n += len(m)
+	}
+	return n
+}
 
 // Exchange returns the definition of the named exchange. The broker uses it
 // on publish: a missing exchange is 404 NOT_FOUND, an Internal one 403
 // ACCESS_REFUSED. Treat the returned Args as read-only.
 func (s *Snapshot) Exchange(name string) (Exchange, bool) {
-	c := s.ex[name]
+	c := s.ex.get(name)
 	if c == nil {
 		return Exchange{}, false
 	}
@@ -225,7 +276,7 @@ func (s *Snapshot) Route(exchange, routingKey string, headers map[string]any, ds
 	if exchange == "" {
 		return append(dst, routingKey), true
 	}
-	x := s.ex[exchange]
+	x := s.ex.get(exchange)
 	if x == nil {
 		return dst, false
 	}
@@ -246,7 +297,7 @@ func (s *Snapshot) RouteKeys(exchange string, routingKeys []string, headers map[
 		dst = append(dst, routingKeys...)
 		return sortUnique(dst, start), true
 	}
-	x := s.ex[exchange]
+	x := s.ex.get(exchange)
 	if x == nil {
 		return dst, false
 	}
@@ -282,7 +333,7 @@ func (s *Snapshot) route(x *compiled, key string, headers map[string]any, dst []
 	cur := x
 	for {
 		if len(hits) == 0 {
-			if nx := s.ex[cur.alt]; cur.alt != "" && nx != nil && !slices.Contains(seen, nx) {
+			if nx := s.ex.get(cur.alt); cur.alt != "" && nx != nil && !slices.Contains(seen, nx) {
 				seen = append(seen, nx)
 				stack = append(stack, nx)
 			}
@@ -293,7 +344,7 @@ func (s *Snapshot) route(x *compiled, key string, headers map[string]any, dst []
 				groups++
 			}
 			for _, name := range d.exchanges {
-				if nx := s.ex[name]; nx != nil && !slices.Contains(seen, nx) {
+				if nx := s.ex.get(name); nx != nil && !slices.Contains(seen, nx) {
 					seen = append(seen, nx)
 					stack = append(stack, nx)
 				}

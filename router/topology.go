@@ -30,10 +30,29 @@ type xstate struct {
 	compiled    *compiled
 	stale       bool
 	changedKeys map[string]struct{}
+	use         *usage
 }
 
-func newXState(def Exchange) *xstate {
+// usage counts the bindings that make publishes do more work: bindings from
+// headers exchanges (publishes must decode headers) and bindings to
+// exchanges (routing may reach a headers exchange indirectly). It is kept
+// up to date with every change, so asking costs nothing.
+type usage struct {
+	headers, toExchanges int
+}
+
+func (u *usage) count(src Kind, b *Binding, delta int) {
+	if src == Headers {
+		u.headers += delta
+	}
+	if b.DestKind == DestExchange {
+		u.toExchanges += delta
+	}
+}
+
+func newXState(def Exchange, use *usage) *xstate {
 	return &xstate{
+		use:         use,
 		def:         def,
 		bindings:    make(map[bkey]*Binding),
 		byKey:       make(map[string]map[*Binding]struct{}),
@@ -51,6 +70,7 @@ func (x *xstate) indexKey(b *Binding) string {
 
 func (x *xstate) add(id bkey, b *Binding) {
 	x.bindings[id] = b
+	x.use.count(x.def.Kind, b, 1)
 	k := x.indexKey(b)
 	set := x.byKey[k]
 	if set == nil {
@@ -67,6 +87,7 @@ func (x *xstate) remove(id bkey) {
 		return
 	}
 	delete(x.bindings, id)
+	x.use.count(x.def.Kind, b, -1)
 	k := x.indexKey(b)
 	if set := x.byKey[k]; set != nil {
 		delete(set, b)
@@ -108,23 +129,33 @@ type Topology struct {
 	toQueue    map[string]map[*Binding]struct{}
 	toExchange map[string]map[*Binding]struct{}
 
-	changed bool
-	version uint64
-	cur     atomic.Pointer[Snapshot]
+	changed      bool
+	changedNames map[string]struct{} // exchanges to bring into the next snapshot
+	version      uint64
+	cur          atomic.Pointer[Snapshot]
+	use          usage
 }
+
+// HeadersBound reports whether some headers exchange has bindings: only
+// then must a publish decode its headers to route.
+func (t *Topology) HeadersBound() bool { return t.use.headers > 0 }
+
+// ExchangeBound reports whether some binding leads to an exchange.
+func (t *Topology) ExchangeBound() bool { return t.use.toExchanges > 0 }
 
 // NewTopology returns a topology holding the Predeclared exchanges, with
 // its first snapshot published.
 func NewTopology() *Topology {
 	t := &Topology{
-		exchanges:  make(map[string]*xstate),
-		toQueue:    make(map[string]map[*Binding]struct{}),
-		toExchange: make(map[string]map[*Binding]struct{}),
+		exchanges:    make(map[string]*xstate),
+		toQueue:      make(map[string]map[*Binding]struct{}),
+		toExchange:   make(map[string]map[*Binding]struct{}),
+		changedNames: make(map[string]struct{}),
 	}
 	for _, x := range Predeclared {
-		t.exchanges[x.Name] = newXState(x)
+		t.exchanges[x.Name] = newXState(x, &t.use)
+		t.touch(x.Name)
 	}
-	t.changed = true
 	t.Snapshot()
 	return t
 }
@@ -135,27 +166,55 @@ func (t *Topology) Current() *Snapshot { return t.cur.Load() }
 
 // Snapshot compiles the exchanges changed since the last call, publishes a
 // new snapshot (see Current) and returns it. Without changes it returns the
-// current snapshot. The cost is O(exchanges) plus O(bindings) of each
-// changed exchange, so batch changes (recovery) before calling it.
+// current snapshot. The new snapshot shares with the last one every shard
+// of its exchange map that holds no changed exchange, so the cost is the
+// size of the changed shards (exchanges/64 each) plus O(bindings) of each
+// changed exchange, whatever the number of exchanges.
 func (t *Topology) Snapshot() *Snapshot {
 	if !t.changed {
 		return t.cur.Load()
 	}
 	t.version++
-	s := &Snapshot{ex: make(map[string]*compiled, len(t.exchanges)), version: t.version}
-	for name, x := range t.exchanges {
+	s := &Snapshot{version: t.version}
+	if prev := t.cur.Load(); prev != nil {
+		s.ex = prev.ex
+	}
+	var copied [exShards]bool
+	for name := range t.changedNames {
+		i := shardOf(name)
+		if !copied[i] {
+			copied[i] = true
+			old := s.ex[i]
+			s.ex[i] = make(map[string]*compiled, len(old)+1)
+			for k, v := range old {
+				s.ex[i][k] = v
+			}
+		}
+		x := t.exchanges[name]
+		if x == nil {
+			delete(s.ex[i], name)
+			continue
+		}
 		if x.stale {
 			x.recompile()
 		}
-		s.ex[name] = x.compiled
+		s.ex[i][name] = x.compiled
 	}
+	clear(t.changedNames)
 	t.changed = false
 	t.cur.Store(s)
 	return s
 }
 
+// dirty marks x to be recompiled into the next snapshot.
 func (t *Topology) dirty(x *xstate) {
 	x.stale = true
+	t.touch(x.def.Name)
+}
+
+// touch records that the named exchange was created, changed or deleted.
+func (t *Topology) touch(name string) {
+	t.changedNames[name] = struct{}{}
 	t.changed = true
 }
 
@@ -214,8 +273,8 @@ func (t *Topology) DeclareExchange(x Exchange) (created bool, err error) {
 		return false, equivalent(&old.def, &x)
 	}
 	x.Args = copyTable(x.Args)
-	t.exchanges[x.Name] = newXState(x)
-	t.changed = true
+	t.exchanges[x.Name] = newXState(x, &t.use)
+	t.touch(x.Name)
 	return true, nil
 }
 
@@ -277,6 +336,7 @@ func (t *Topology) DeleteExchange(name string, ifUnused bool) (removed []Binding
 func (t *Topology) deleteExchange(x *xstate, removed []Binding, sources []string) ([]Binding, []string) {
 	for _, b := range sortedBindings(x.bindings) {
 		t.unlink(b)
+		t.use.count(x.def.Kind, b, -1)
 		removed = append(removed, *b)
 	}
 	for _, b := range sortedSet(t.toExchange[x.def.Name]) {
@@ -291,7 +351,7 @@ func (t *Topology) deleteExchange(x *xstate, removed []Binding, sources []string
 		sources = append(sources, b.Source)
 	}
 	delete(t.exchanges, x.def.Name)
-	t.changed = true
+	t.touch(x.def.Name)
 	return removed, sources
 }
 

@@ -62,10 +62,10 @@ func TestSnapshotLifecycle(t *testing.T) {
 		t.Errorf("new snapshot routes to %v", got)
 	}
 	// Unchanged exchanges keep their compiled form across snapshots.
-	if s1.ex["amq.topic"] != s2.ex["amq.topic"] {
+	if s1.ex.get("amq.topic") != s2.ex.get("amq.topic") {
 		t.Error("amq.topic recompiled without a change")
 	}
-	if s1.ex["amq.direct"] == s2.ex["amq.direct"] {
+	if s1.ex.get("amq.direct") == s2.ex.get("amq.direct") {
 		t.Error("amq.direct not recompiled after a bind")
 	}
 	x, ok := s2.Exchange("amq.direct")
@@ -267,7 +267,7 @@ func TestConcurrentRoute(t *testing.T) {
 
 // boundAtABC returns the queues bound with "a.*.c" on exchange t.
 func boundAtABC(s *Snapshot) []string {
-	n := s.ex["t"].trie.lit["a"]
+	n := s.ex.get("t").trie.lit["a"]
 	if n == nil || n.star == nil {
 		return nil
 	}

@@ -33,6 +33,7 @@ func run(args []string) int {
 	fs := flag.NewFlagSet("warren", flag.ContinueOnError)
 	dataDir := fs.String("data-dir", "./warren-data", "directory of the message logs and the index")
 	amqpListen := fs.String("amqp-listen", "127.0.0.1:5672", "AMQP 0-9-1 listen address")
+	httpsListen := fs.String("https-listen", "", "management HTTP API over TLS listen address (e.g. 127.0.0.1:15671); needs --tls-cert and --tls-key")
 	httpListen := fs.String("http-listen", "127.0.0.1:15672", "management HTTP API and /metrics listen address (empty: off)")
 	defaultUser := fs.String("default-user", "guest", "administrator created on a new data directory (guest may log in only from loopback)")
 	defaultPass := fs.String("default-pass", "guest", "password of --default-user")
@@ -53,6 +54,11 @@ func run(args []string) int {
 	maxConsumers := fs.Int("max-consumers", 10_000, "consumers per connection; basic.consume beyond it fails with 406")
 	maxQueues := fs.Int("max-queues", 1_000_000, "queues of the node; queue.declare beyond it fails with 406")
 	consumerTimeout := fs.Duration("consumer-timeout", 30*time.Minute, "close, with 406, a channel holding a delivery unacknowledged this long (as RabbitMQ's consumer_timeout)")
+	frameMax := fs.Uint("frame-max", 131072, "largest frame the broker accepts and proposes, in bytes (4096 to 1048576)")
+	channelMax := fs.Uint("channel-max", 2047, "highest channel number a connection may open (1 to 65535)")
+	heartbeat := fs.Duration("heartbeat", 60*time.Second, "heartbeat interval the broker proposes (whole seconds; 0 turns heartbeats off unless the client asks)")
+	maxMsgSize := fs.Uint64("max-message-size", 16<<20, "largest message body accepted, in bytes; larger publishes are refused with 406")
+	congestion := fs.Int("congestion-limit", broker.DefaultCongestionLimit, "bytes waiting for a connection's socket before its deliveries pause (twice this stops reading it)")
 	pprofListen := fs.String("pprof-listen", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060); off by default")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: warren [flags]\n\nWarren is a log-structured AMQP 0-9-1 broker, a drop-in for a single RabbitMQ node.\nEvery flag may also be set as WARREN_<FLAG> (e.g. WARREN_DATA_DIR).\n\nFlags:\n")
@@ -81,11 +87,15 @@ func run(args []string) int {
 		return 2
 	}
 	var tlsCfg *tls.Config
-	if *tlsCert != "" || *tlsKey != "" || *amqpsListen != "" {
+	if *tlsCert != "" || *tlsKey != "" || *amqpsListen != "" || *httpsListen != "" {
 		if tlsCfg, err = broker.LoadTLSConfig(*tlsCert, *tlsKey, *tlsCA, *tlsRequire); err != nil {
 			log.Error().Err(err).Msg("cannot start")
 			return 2
 		}
+	}
+	if *frameMax < 4096 || *frameMax > 1<<20 || *channelMax < 1 || *channelMax > 65535 || *heartbeat < 0 {
+		log.Error().Uint("frame-max", *frameMax).Uint("channel-max", *channelMax).Dur("heartbeat", *heartbeat).Msg("cannot start: a setting is out of range")
+		return 2
 	}
 	if *certLogin != "common_name" && *certLogin != "distinguished_name" {
 		log.Error().Str("tls-cert-login-from", *certLogin).Msg("cannot start: want common_name or distinguished_name")
@@ -107,6 +117,11 @@ func run(args []string) int {
 		WriteTimeout:    *writeTimeout,
 		MaxConsumers:    *maxConsumers,
 		MaxQueues:       *maxQueues,
+		FrameMax:        uint32(*frameMax),
+		ChannelMax:      uint16(*channelMax),
+		Heartbeat:       heartbeatSetting(*heartbeat),
+		MaxMessageSize:  *maxMsgSize,
+		CongestionLimit: *congestion,
 		ConsumerTimeout: *consumerTimeout,
 
 		MemoryHighWatermark: *memWatermark,
@@ -117,16 +132,30 @@ func run(args []string) int {
 		return 1
 	}
 	var api *admin.Server
-	if *httpListen != "" {
-		ln, err := net.Listen("tcp", *httpListen)
+	for _, l := range []struct {
+		addr string
+		tls  bool
+	}{{*httpListen, false}, {*httpsListen, true}} {
+		if l.addr == "" {
+			continue
+		}
+		ln, err := net.Listen("tcp", l.addr)
 		if err != nil {
-			log.Error().Err(err).Str("addr", *httpListen).Msg("cannot listen for the management HTTP API")
+			log.Error().Err(err).Str("addr", l.addr).Msg("cannot listen for the management HTTP API")
 			srv.Shutdown(context.Background())
 			return 1
 		}
-		api = admin.New(admin.Config{Broker: srv, Logger: log})
+		if api == nil {
+			api = admin.New(admin.Config{Broker: srv, Logger: log})
+		}
 		go func() {
-			if err := api.Serve(ln); err != nil {
+			var err error
+			if l.tls {
+				err = api.ServeTLS(ln, tlsCfg)
+			} else {
+				err = api.Serve(ln)
+			}
+			if err != nil {
 				log.Error().Err(err).Msg("management HTTP API stopped")
 			}
 		}()
@@ -186,4 +215,13 @@ func newLogger(level, format string) (zerolog.Logger, error) {
 		return zerolog.Logger{}, fmt.Errorf("bad --log-format %q (console or json)", format)
 	}
 	return log.Level(lvl).With().Timestamp().Logger(), nil
+}
+
+// heartbeatSetting maps --heartbeat 0 (off) to the broker's "none" (a
+// negative interval; zero there means the default).
+func heartbeatSetting(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
