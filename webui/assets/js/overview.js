@@ -95,7 +95,7 @@ export function overviewPage() {
     setText(c.ratio.v, st.compression_ratio ? st.compression_ratio.toFixed(2) + '×' : '–');
     setText(c.ratio.s, `${bytes(st.written_raw_bytes)} → ${bytes(st.written_stored_bytes)}`);
     setText(c.sync.v, st.sample_interval_rounds ? seconds(st.sync_round_mean_seconds) : 'idle');
-    setText(c.sync.s, `${num(st.sample_interval_rounds || 0)} rounds last interval`);
+    setText(c.sync.s, `${num(st.sample_interval_rounds || 0)} rounds`);
     setText(c.syncp99.v, st.sample_interval_rounds ? seconds(st.sync_round_p99_seconds) : 'idle');
     setText(c.syncp99.s, `${num(st.sync_rounds)} in all`);
 
