@@ -48,9 +48,9 @@ function usersTab() {
       h('button', { type: 'button', onclick: () => edit(u) }, 'Edit'),
       u.name === state.user.name ? null : del('user', 'user ' + u.name, '/users/' + enc(u.name))) },
   ], { rowKey: (u) => u.name, label: 'Users' });
-  const name = h('input', { required: true, autocomplete: 'off' });
-  const pass = h('input', { type: 'password', autocomplete: 'new-password' });
-  const tags = h('input', { placeholder: 'administrator, monitoring, policymaker, management' });
+  const name = h('input', { name: 'name', required: true, autocomplete: 'off' });
+  const pass = h('input', { name: 'password', type: 'password', autocomplete: 'new-password' });
+  const tags = h('input', { name: 'tags', placeholder: 'administrator, monitoring, policymaker, management' });
   const presets = h('div', { class: 'row' }, ['administrator', 'monitoring', 'policymaker', 'management'].map((t) =>
     h('button', { type: 'button', class: 'link', onclick: () => {
       const cur = tags.value.split(',').map((s) => s.trim()).filter(Boolean);
@@ -83,9 +83,9 @@ function vhostsTab() {
     { key: 'del', label: '', width: '13%', cell: (v) => del('virtual host', 'virtual host ' + v.name + ' and everything in it',
       '/vhosts/' + enc(v.name), () => state.reloadVHosts()) },
   ], { rowKey: (v) => v.name, label: 'Virtual hosts' });
-  const name = h('input', { required: true });
-  const desc = h('input');
-  const tags = h('input');
+  const name = h('input', { name: 'name', required: true });
+  const desc = h('input', { name: 'description' });
+  const tags = h('input', { name: 'tags' });
   const f = form('vhost', [...field('Name', name), ...field('Description', desc), ...field('Tags', tags)], 'Add virtual host', async () => {
     if (await act(() => api('/vhosts/' + enc(name.value), { method: 'PUT', body: { description: desc.value, tags: tags.value } }),
       `Virtual host ${name.value} added`)) { name.value = ''; desc.value = ''; tags.value = ''; state.reloadVHosts(); refresh(); }
@@ -108,11 +108,11 @@ function permissionsTab() {
       h('button', { type: 'button', onclick: () => edit(p) }, 'Edit'),
       del('permission', `${p.user}'s permissions in ${p.vhost}`, '/permissions' + vpath(p.vhost, p.user))) },
   ], { rowKey: (p) => p.vhost + '\u0000' + p.user, label: 'Permissions' });
-  const user = h('select', { required: true });
-  const vhost = h('select', { required: true });
-  const conf = h('input', { value: '.*' });
-  const write = h('input', { value: '.*' });
-  const read = h('input', { value: '.*' });
+  const user = h('select', { name: 'user', required: true });
+  const vhost = h('select', { name: 'vhost', required: true });
+  const conf = h('input', { name: 'configure', value: '.*' });
+  const write = h('input', { name: 'write', value: '.*' });
+  const read = h('input', { name: 'read', value: '.*' });
   const f = form('permission', [...field('User', user), ...field('Virtual host', vhost), ...field('Configure', conf, 'regular expression'),
     ...field('Write', write), ...field('Read', read)], 'Set permission', async () => {
     if (await act(() => api('/permissions' + vpath(vhost.value, user.value), {
@@ -148,12 +148,12 @@ function policiesTab() {
       h('button', { type: 'button', onclick: () => edit(p) }, 'Edit'),
       del('policy', `policy ${p.name} in ${p.vhost}`, '/policies' + vpath(p.vhost, p.name))) },
   ], { rowKey: (p) => p.vhost + '\u0000' + p.name, label: 'Policies' });
-  const vhost = h('select');
-  const name = h('input', { required: true });
-  const pattern = h('input', { required: true, placeholder: '^jobs\\.' });
-  const applyTo = h('select', null, ['all', 'queues', 'exchanges', 'classic_queues', 'quorum_queues', 'streams'].map((v) => h('option', { value: v }, v)));
-  const priority = h('input', { type: 'number', value: 0, style: 'width:8ch' });
-  const def = h('textarea', { rows: 4, placeholder: '{"max-length": 100000, "dead-letter-exchange": "dlx"}' });
+  const vhost = h('select', { name: 'vhost' });
+  const name = h('input', { name: 'name', required: true });
+  const pattern = h('input', { name: 'pattern', required: true, placeholder: '^jobs\\.' });
+  const applyTo = h('select', { name: 'apply-to' }, ['all', 'queues', 'exchanges', 'classic_queues', 'quorum_queues', 'streams'].map((v) => h('option', { value: v }, v)));
+  const priority = h('input', { name: 'priority', type: 'number', value: 0, style: 'width:8ch' });
+  const def = h('textarea', { name: 'definition', rows: 4, placeholder: '{"max-length": 100000, "dead-letter-exchange": "dlx"}' });
   const f = form('policy', [...field('Virtual host', vhost), ...field('Name', name), ...field('Pattern', pattern, 'regular expression'),
     ...field('Apply to', applyTo), ...field('Priority', priority), ...field('Definition', def, 'JSON object')], 'Save policy', async () => {
     let d;

@@ -27,8 +27,8 @@ export function exchangesPage() {
 function addExchangeForm() {
   const vhost = h('select');
   for (const v of state.vhosts) vhost.append(h('option', { value: v, selected: v === (state.vhost || '/') }, v));
-  const name = h('input', { required: true, autocomplete: 'off' });
-  const type = h('select', null, ['direct', 'fanout', 'topic', 'headers'].map((t) => h('option', { value: t }, t)));
+  const name = h('input', { name: 'name', required: true, autocomplete: 'off' });
+  const type = h('select', { name: 'type' }, ['direct', 'fanout', 'topic', 'headers'].map((t) => h('option', { value: t }, t)));
   const durable = h('select', null, h('option', { value: 'true' }, 'Durable'), h('option', { value: 'false' }, 'Transient'));
   const autoDelete = h('input', { type: 'checkbox' });
   const internal = h('input', { type: 'checkbox' });
@@ -81,9 +81,9 @@ export function exchangePage(vhost, name) {
     { key: 'unbind', label: '', width: '12%', cell: (b) => h('button', { type: 'button', class: 'danger', onclick: () => unbind(b) }, 'Unbind') },
   ], { rowKey: (b) => b.source + '\u0000' + b.properties_key, empty: 'No bindings to this exchange.', label: 'Bindings to this exchange' });
 
-  const dtype = h('select', null, h('option', { value: 'q' }, 'Queue'), h('option', { value: 'e' }, 'Exchange'));
-  const dest = h('input', { required: true });
-  const key = h('input');
+  const dtype = h('select', { name: 'destination-type' }, h('option', { value: 'q' }, 'Queue'), h('option', { value: 'e' }, 'Exchange'));
+  const dest = h('input', { name: 'destination', required: true });
+  const key = h('input', { name: 'routing-key' });
   const ba = h('textarea', { rows: 2 });
   const bindForm = h('form', { class: 'form', 'data-form': 'bind' },
     ...field('To', dtype), ...field('Name', dest), ...field('Routing key', key), ...field('Arguments', ba, 'key=value per line, or JSON'),
