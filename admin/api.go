@@ -848,6 +848,12 @@ func (s *Server) getQueue(r *request) error {
 		s.rates.withHistory(func(h *history) {
 			qh := h.queues[queueKey{q.VHost, q.Name}]
 			if qh == nil {
+				// No history (empty for the whole window, or past the
+				// bound): the current depth, as one sample.
+				now := []map[string]any{{"sample": q.Ready + q.Unacked, "timestamp": time.Now().UnixMilli()}}
+				m["messages_details"].(map[string]any)["samples"] = now
+				m["messages_ready_details"].(map[string]any)["samples"] = []map[string]any{{"sample": q.Ready, "timestamp": now[0]["timestamp"]}}
+				m["messages_unacknowledged_details"].(map[string]any)["samples"] = []map[string]any{{"sample": q.Unacked, "timestamp": now[0]["timestamp"]}}
 				return
 			}
 			depth := func(i, k int) uint32 { return qh.depth[i][k] }

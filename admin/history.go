@@ -16,6 +16,12 @@ import (
 // 8 bytes a sample, under 1 KiB a queue).
 const historyLen = 120
 
+// maxQueueHistory bounds the queues whose depth history is kept (about
+// 20 MiB at most). A queue gets a history when it first holds messages and
+// loses it after a whole window empty, so idle queues cost nothing; past
+// the bound, further queues go without one until others drop out.
+const maxQueueHistory = 20_000
+
 // histPoint is the node at one sample.
 type histPoint struct {
 	at             time.Time
@@ -30,8 +36,9 @@ type histPoint struct {
 
 // queueHist is one queue's depth history, indexed like history.node.
 type queueHist struct {
-	first uint64 // sequence number of the first sample that saw the queue
-	depth [historyLen][2]uint32
+	first   uint64 // sequence number of the first sample kept
+	nonzero uint64 // sequence number of the last sample with messages
+	depth   [historyLen][2]uint32
 }
 
 // history is the ring of the last historyLen samples.
@@ -52,19 +59,26 @@ func (h *history) record(p histPoint, qs []broker.QueueInfo) {
 		p.syncMean, p.syncP99, p.syncRounds = syncInterval(prev.storage.Sync, p.storage.Sync)
 	}
 	h.node[n%historyLen] = p
-	seen := make(map[queueKey]bool, len(qs))
+	seen := make(map[queueKey]bool, len(h.queues))
 	for _, q := range qs {
 		k := queueKey{q.VHost, q.Name}
-		seen[k] = true
 		qh := h.queues[k]
+		empty := q.Ready == 0 && q.Unacked == 0
 		if qh == nil {
+			if empty || len(h.queues) >= maxQueueHistory {
+				continue
+			}
 			qh = &queueHist{first: n}
 			h.queues[k] = qh
 		}
+		seen[k] = true
 		qh.depth[n%historyLen] = [2]uint32{sat32(q.Ready), sat32(q.Unacked)}
+		if !empty {
+			qh.nonzero = n
+		}
 	}
-	for k := range h.queues {
-		if !seen[k] {
+	for k, qh := range h.queues {
+		if !seen[k] || n-qh.nonzero >= historyLen {
 			delete(h.queues, k)
 		}
 	}

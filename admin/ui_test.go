@@ -1,12 +1,15 @@
 package admin
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/warrenmq/warren/broker"
 	"github.com/warrenmq/warren/segment"
 )
 
@@ -211,4 +214,46 @@ func segmentStats(counts []uint64, seconds float64) segment.SyncStats {
 		n += int64(c)
 	}
 	return segment.SyncStats{Rounds: n, Counts: counts, Seconds: seconds}
+}
+
+func TestHistoryBounds(t *testing.T) {
+	var h history
+	at := time.Unix(1_700_000_000, 0)
+	qs := make([]broker.QueueInfo, maxQueueHistory+10)
+	for i := range qs {
+		qs[i] = broker.QueueInfo{VHost: "/", Name: fmt.Sprintf("q%d", i)}
+	}
+	// Empty queues cost nothing.
+	h.record(histPoint{at: at}, qs)
+	if len(h.queues) != 0 {
+		t.Fatalf("%d histories for empty queues", len(h.queues))
+	}
+	// Queues with messages get one, up to the bound.
+	for i := range qs {
+		qs[i].Ready = i + 1
+	}
+	h.record(histPoint{at: at.Add(5 * time.Second)}, qs)
+	if len(h.queues) != maxQueueHistory {
+		t.Fatalf("%d histories, want the bound %d", len(h.queues), maxQueueHistory)
+	}
+	// A queue that empties keeps its history for a window, then loses it;
+	// a deleted queue loses it at once.
+	qs = qs[:2]
+	qs[0].Ready, qs[1].Ready = 0, 7
+	for i := range historyLen - 1 {
+		h.record(histPoint{at: at.Add(time.Duration(10+5*i) * time.Second)}, qs)
+	}
+	if len(h.queues) != 2 {
+		t.Fatalf("%d histories after a window less one sample, want 2", len(h.queues))
+	}
+	h.record(histPoint{at: at.Add(time.Hour)}, qs)
+	if _, ok := h.queues[queueKey{"/", "q0"}]; ok || len(h.queues) != 1 {
+		t.Fatalf("histories after a whole empty window: %d, q0 kept %v", len(h.queues), ok)
+	}
+	// The ring holds the last historyLen samples, newest first.
+	w := window{age: 24 * time.Hour, incr: time.Second}
+	got := samples(&h, w, h.queues[queueKey{"/", "q1"}].first, func(i int) uint32 { return h.queues[queueKey{"/", "q1"}].depth[i][0] })
+	if len(got) != historyLen || got[0]["sample"].(uint32) != 7 || got[len(got)-1]["sample"].(uint32) != 7 {
+		t.Fatalf("%d samples: first %v last %v", len(got), got[0], got[len(got)-1])
+	}
 }

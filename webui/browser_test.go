@@ -323,6 +323,10 @@ func TestBrowserQueueLifecycle(t *testing.T) {
 	rowReady := `(() => { const a = [...document.querySelectorAll('[data-page=queues] tbody a')].find(a => a.textContent === '` + q + `');
 		return a ? a.closest('tr').children[4].textContent : null })()`
 	b.wait("the queue in the list", rowReady+` === '0'`)
+	// Where the list's cells are, to check that updates move nothing.
+	const layout = `JSON.stringify([...document.querySelectorAll('[data-page=queues] th, [data-page=queues] tbody td, .pager, .filters')].map(el => {
+		const r = el.getBoundingClientRect(); return [r.x, r.y, r.width, r.height] }))`
+	before := eval[string](b, layout)
 
 	// Its depth changes as the client publishes.
 	for i := range 3 {
@@ -331,6 +335,9 @@ func TestBrowserQueueLifecycle(t *testing.T) {
 		}
 	}
 	b.wait("the depth in the list", rowReady+` === '3'`)
+	if after := eval[string](b, layout); after != before {
+		t.Fatalf("the list moved when the depth changed:\n%s\n%s", before, after)
+	}
 
 	// The queue's page: open it from the list, by its link.
 	b.run("opening the queue", chromedp.Click(chromedp.Search(`//a[text()='`+q+`']`)))
