@@ -4,6 +4,7 @@ import { api, h, setText, args, state, vpath, enc, Table, act, confirmDialog, fi
 import { listPage } from './list.js';
 import { publishForm } from './queues.js';
 
+const MAX_ROWS = 500;
 const xname = (x) => x.name || 'amq.default';
 const xhref = (x) => '#/exchanges/' + enc(x.vhost) + '/' + enc(xname(x));
 
@@ -103,6 +104,7 @@ export function exchangePage(vhost, name) {
     if (await act(() => api(base, { method: 'DELETE' }), `Exchange ${name} deleted`)) location.hash = '#/exchanges';
   };
   const gone = h('p', { class: 'error', role: 'alert' });
+  const more = h('p', { class: 'muted' });
   const builtin = isDefault || name.startsWith('amq.');
   const el = h('section', { 'data-page': 'exchange' },
     h('p', { class: 'muted' }, h('a', { href: '#/exchanges' }, 'Exchanges'), ' · virtual host ', h('span', { class: 'mono' }, vhost)),
@@ -110,7 +112,7 @@ export function exchangePage(vhost, name) {
     h('div', { class: 'grid2' },
       h('section', { class: 'panel' }, h('h2', null, 'Details'), dl),
       h('section', { class: 'panel' }, h('h2', null, 'Publish a message'), publishForm(vhost, name))),
-    h('section', { class: 'panel' }, h('h2', null, 'Bindings from this exchange'), outgoing.el,
+    h('section', { class: 'panel' }, h('h2', null, 'Bindings from this exchange'), outgoing.el, more,
       isDefault ? h('p', { class: 'muted' }, 'The default exchange routes to the queue named by the routing key; it cannot be bound.')
         : [h('h3', null, 'Add a binding'), bindForm]),
     isDefault ? null : h('section', { class: 'panel' }, h('h2', null, 'Bindings to this exchange'), incoming.el),
@@ -129,8 +131,10 @@ export function exchangePage(vhost, name) {
     setText(kv.arguments, args(x.arguments) || 'none');
     setText(kv.policy, x.policy || 'none');
     const [src, dst] = await Promise.all([api(base + '/bindings/source'), isDefault ? [] : api(base + '/bindings/destination')]);
-    outgoing.update(src);
-    incoming.update(dst);
+    // The default exchange is bound to every queue: show a bounded number.
+    outgoing.update(src.slice(0, MAX_ROWS));
+    setText(more, src.length > MAX_ROWS ? `Showing ${MAX_ROWS} of ${src.length} bindings.` : '');
+    incoming.update(dst.slice(0, MAX_ROWS));
   }
   return { el, refresh, title: name };
 }
