@@ -221,6 +221,10 @@ export class Table {
 
 // ---- charts ----
 
+// LEGEND is the room under a plot for its legend: two lines, so a legend
+// that wraps as its values change never moves anything.
+const LEGEND = 56;
+
 function cssVar(name) {
   return getComputedStyle(document.documentElement).getPropertyValue(name).trim();
 }
@@ -228,7 +232,7 @@ function cssVar(name) {
 // Chart is a uPlot time series in a box of fixed height that follows its
 // container's width. series: [{label, color: '--c1'}]; fmt formats values.
 export class Chart {
-  constructor(series, { height = 220, fmt = (v) => String(v), cls = 'chart', title } = {}) {
+  constructor(series, { height = 240, fmt = (v) => String(v), cls = 'chart', title } = {}) {
     this.el = h('div', { class: cls, role: 'img', 'aria-label': title || series.map((s) => s.label).join(', ') });
     this.series = series;
     this.height = height;
@@ -244,9 +248,11 @@ export class Chart {
     const grid = cssVar('--line');
     const axis = { stroke: fg, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid, width: 1 } };
     const opts = {
-      width, height: this.height - 34,
-      cursor: { drag: { x: false, y: false } },
+      width, height: this.height - LEGEND,
+      cursor: { drag: { x: false, y: false }, points: { show: false } },
       legend: { live: true },
+      // The legend shows the latest values unless the pointer is on a point.
+      hooks: { setLegend: [(u) => this.latest(u)], setData: [(u) => this.latest(u)] },
       scales: { x: { time: true }, y: { range: (u, lo, hi) => [0, hi > 0 ? hi * 1.1 : 1] } },
       axes: [{ ...axis }, { ...axis, size: 80, values: (u, vals) => vals.map((v) => this.fmt(v)) }],
       series: [{}, ...this.series.map((s) => ({
@@ -258,11 +264,16 @@ export class Chart {
     this.plot = new window.uPlot(opts, this.data, this.el);
   }
 
+  latest(u) {
+    const n = u.data[0].length;
+    if (n && (u.legend.idx === null || u.legend.idx === undefined) && u.cursor.left < 0) u.setLegend({ idx: n - 1 }, false);
+  }
+
   resize() {
     const w = Math.floor(this.el.clientWidth);
     if (!w || !window.uPlot) return;
     if (!this.plot) this.build(w);
-    else if (Math.abs(this.plot.width - w) > 1) this.plot.setSize({ width: w, height: this.height - 34 });
+    else if (Math.abs(this.plot.width - w) > 1) this.plot.setSize({ width: w, height: this.height - LEGEND });
   }
 
   // set takes xs in seconds and one array per series.

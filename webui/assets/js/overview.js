@@ -22,7 +22,7 @@ export function overviewPage() {
     connections: card('connections', 'Connections'), channels: card('channels', 'Channels'),
     queues: card('queues', 'Queues'), consumers: card('consumers', 'Consumers'), exchanges: card('exchanges', 'Exchanges'),
     alarms: card('alarms', 'Alarms'),
-    disk: card('disk', 'Disk used by queues'), ratio: card('ratio', 'Compression ratio'),
+    disk: card('disk', 'Disk used'), ratio: card('ratio', 'Compression ratio'),
     sync: card('sync', 'Sync round (mean)'), syncp99: card('syncp99', 'Sync round (p99)'),
     mem: card('mem', 'Memory'), free: card('free', 'Disk free'), uptime: card('uptime', 'Uptime'),
   };
@@ -35,9 +35,9 @@ export function overviewPage() {
   ], { fmt: num, title: 'Queued messages, last 10 minutes' });
   const sync = new Chart([
     { label: 'mean', color: '--c6' }, { label: 'p99', color: '--c4' },
-  ], { fmt: seconds, cls: 'chart small', height: 170, title: 'Sync round latency, last 10 minutes' });
+  ], { fmt: seconds, cls: 'chart small', height: 190, title: 'Sync round latency, last 10 minutes' });
   const disk = new Chart([{ label: 'disk used', color: '--c2', fill: true }],
-    { fmt: bytes, cls: 'chart small', height: 170, title: 'Disk used by queue logs, last 10 minutes' });
+    { fmt: bytes, cls: 'chart small', height: 190, title: 'Disk used by queue logs, last 10 minutes' });
   const monitor = hasTag('administrator', 'monitoring');
   const nodeLine = h('p', { class: 'muted', id: 'node-line' }, '\u00a0');
 
@@ -82,7 +82,7 @@ export function overviewPage() {
     const al = o.warren_alarms || {};
     const active = [al.memory && 'memory', al.disk && 'disk'].filter(Boolean);
     setText(c.alarms.v, active.length ? active.join(', ') : 'none');
-    setText(c.alarms.s, active.length ? 'publishers are blocked' : 'publishers may publish');
+    setText(c.alarms.s, active.length ? 'publishers blocked' : 'memory and disk');
     c.alarms.el.classList.toggle('alarm', active.length > 0);
     c.alarms.el.classList.toggle('good', active.length === 0);
     setText(c.uptime.v, duration(o.uptime || 0));
@@ -91,9 +91,11 @@ export function overviewPage() {
 
     const st = o.warren_storage || {};
     setText(c.disk.v, bytes(st.disk_bytes));
-    setText(c.disk.s, `${num(st.segments)} segments, ${num(st.queues)} logs`);
+    setText(c.disk.s, `${num(st.segments)} segments`);
+    c.disk.el.title = `${num(st.segments)} segment files in ${num(st.queues)} queue logs`;
     setText(c.ratio.v, st.compression_ratio ? st.compression_ratio.toFixed(2) + '×' : '–');
-    setText(c.ratio.s, `${bytes(st.written_raw_bytes)} → ${bytes(st.written_stored_bytes)}`);
+    setText(c.ratio.s, `${bytes(st.written_raw_bytes)} written`);
+    c.ratio.el.title = `${bytes(st.written_raw_bytes)} of messages stored in ${bytes(st.written_stored_bytes)} since start`;
     setText(c.sync.v, st.sample_interval_rounds ? seconds(st.sync_round_mean_seconds) : 'idle');
     setText(c.sync.s, `${num(st.sample_interval_rounds || 0)} rounds`);
     setText(c.syncp99.v, st.sample_interval_rounds ? seconds(st.sync_round_p99_seconds) : 'idle');
