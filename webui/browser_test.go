@@ -290,6 +290,19 @@ func TestBrowserLogin(t *testing.T) {
 		t.Fatalf("overview has %d chart canvases, want 4 (rates, queued, sync latency, disk)", charts)
 	}
 
+	// Keyboard: "g q" goes to the queues, "/" focuses their filter, Escape
+	// leaves it, "g o" goes back.
+	b.run("pressing g q", chromedp.KeyEvent("g"), chromedp.KeyEvent("q"))
+	b.wait("the queue list", `location.hash === '#/queues' && document.body.dataset.rendered === 'Queues'`)
+	b.run("pressing /", chromedp.KeyEvent("/"))
+	b.wait("the filter focused", `document.activeElement === document.querySelector('[data-filter]')`)
+	// (chromedp types the "/" into the field too, which a browser does not
+	// after preventDefault: the first Escape clears it, the second leaves.)
+	b.run("leaving the filter", chromedp.KeyEvent("\x1b"), chromedp.KeyEvent("\x1b"))
+	b.wait("the filter left", `document.activeElement !== document.querySelector('[data-filter]')`)
+	b.run("pressing g o", chromedp.KeyEvent("g"), chromedp.KeyEvent("o"))
+	b.wait("the overview again", `location.hash === '#/' && document.querySelector('[data-page=overview]')`)
+
 	// The dark theme: the toggle switches the page's colours.
 	before := eval[string](b, `getComputedStyle(document.body).backgroundColor`)
 	b.run("switching the theme", chromedp.Click(chromedp.ID("theme")))

@@ -183,11 +183,27 @@ document.addEventListener('warren:refresh', refreshNow);
 document.addEventListener('visibilitychange', () => { if (!document.hidden) tick(); });
 window.addEventListener('hashchange', route);
 
-// "/" focuses the page's filter, as in most list UIs.
+// Keys, outside form fields: "/" focuses the page's filter; "g" then a
+// letter goes to a section (o overview, q queues, e exchanges,
+// c connections, h channels, a admin).
+const GO = { o: '#/', q: '#/queues', e: '#/exchanges', c: '#/connections', h: '#/channels', a: '#/admin' };
+let gPressed = 0;
 document.addEventListener('keydown', (e) => {
-  if (e.key === '/' && !/^(INPUT|TEXTAREA|SELECT)$/.test(document.activeElement.tagName)) {
+  if (!state.user || e.ctrlKey || e.metaKey || e.altKey || /^(INPUT|TEXTAREA|SELECT)$/.test(document.activeElement.tagName)
+    || document.querySelector('dialog[open]')) return;
+  if (e.key === '/') {
     const f = document.querySelector('[data-filter]');
     if (f) { e.preventDefault(); f.focus(); }
+  } else if (e.key === 'g') {
+    gPressed = Date.now();
+  } else if (gPressed && Date.now() - gPressed < 1500 && GO[e.key]) {
+    gPressed = 0;
+    if (e.key !== 'a' || hasTag('administrator', 'policymaker')) {
+      location.hash = GO[e.key];
+      $('main').focus();
+    }
+  } else {
+    gPressed = 0;
   }
 });
 

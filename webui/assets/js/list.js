@@ -34,7 +34,12 @@ export function listPage({ title, kind, base, columns, rowKey, sort, sortRev = f
     clearTimeout(debounce);
     debounce = setTimeout(() => { opt.name = filter.value; opt.page = 1; changed(); }, 200);
   });
-  filter.addEventListener('keydown', (e) => { if (e.key === 'Escape') { filter.value = ''; opt.name = ''; changed(); } });
+  // Escape clears the filter, and a second Escape leaves it.
+  filter.addEventListener('keydown', (e) => {
+    if (e.key !== 'Escape') return;
+    if (!filter.value) { filter.blur(); return; }
+    filter.value = ''; opt.name = ''; changed();
+  });
   regex.addEventListener('change', () => { opt.regex = regex.checked; opt.page = 1; changed(); });
   size.addEventListener('change', () => { opt.size = Number(size.value); opt.page = 1; changed(); });
   prev.addEventListener('click', () => { if (opt.page > 1) { opt.page--; changed(); } });
