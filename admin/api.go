@@ -15,6 +15,7 @@ import (
 	"github.com/warrenmq/warren/amqpwire"
 	"github.com/warrenmq/warren/broker"
 	"github.com/warrenmq/warren/index"
+	"github.com/warrenmq/warren/store"
 )
 
 // CompatVersion is the RabbitMQ version whose management API Warren's
@@ -177,7 +178,73 @@ func (s *Server) overview(r *request) error {
 		"contexts":                  []any{map[string]any{"node": n.Node, "description": "Warren Management", "path": "/"}},
 		"uptime":                    time.Since(n.Started).Milliseconds(),
 	}
+	al := s.b.Alarms()
+	out["warren_alarms"] = map[string]any{"memory": al.Active&broker.AlarmMemory != 0, "disk": al.Active&broker.AlarmDisk != 0}
+	st := s.b.StorageStats()
+	s.rates.withHistory(func(h *history) {
+		out["warren_storage"] = storageJSON(st, h, r)
+		if w, ok := r.windowParam("msg_rates"); ok {
+			addTotalsSamples(out["message_stats"].(map[string]any), h, w)
+		}
+		if w, ok := r.windowParam("lengths"); ok && r.seesAll() {
+			qt := out["queue_totals"].(map[string]any)
+			qt["messages_details"].(map[string]any)["samples"] = samples(h, w, 0, func(i int) int { return h.node[i].ready + h.node[i].unacked })
+			qt["messages_ready_details"].(map[string]any)["samples"] = samples(h, w, 0, func(i int) int { return h.node[i].ready })
+			qt["messages_unacknowledged_details"].(map[string]any)["samples"] = samples(h, w, 0, func(i int) int { return h.node[i].unacked })
+		}
+	})
 	return r.object(out)
+}
+
+// storageJSON is Warren's own part of the overview: what the queue logs
+// hold on disk, how well chunks compress, and how long group-commit sync
+// rounds take (over the last sample interval). With msg_rates_age, the
+// figures that change over time carry RabbitMQ-style samples.
+func storageJSON(st store.Stats, h *history, r *request) map[string]any {
+	ratio := 1.0
+	if st.StoredBytes > 0 {
+		ratio = float64(st.RawBytes) / float64(st.StoredBytes)
+	}
+	var last histPoint
+	if h.seq > 0 {
+		last = h.node[(h.seq-1)%historyLen]
+	}
+	out := map[string]any{"queues": st.Queues, "segments": st.Segments, "disk_bytes": st.DiskBytes,
+		"written_raw_bytes": st.RawBytes, "written_stored_bytes": st.StoredBytes, "compression_ratio": ratio,
+		"sync_rounds": st.Sync.Rounds, "sync_seconds_total": st.Sync.Seconds,
+		"sync_round_mean_seconds": last.syncMean, "sync_round_p99_seconds": last.syncP99,
+		"sample_interval_rounds": last.syncRounds}
+	if w, ok := r.windowParam("msg_rates"); ok {
+		out["disk_bytes_details"] = map[string]any{"samples": samples(h, w, 0, func(i int) int64 { return h.node[i].storage.DiskBytes })}
+		out["sync_round_mean_seconds_details"] = map[string]any{"samples": samples(h, w, 0, func(i int) float64 { return h.node[i].syncMean })}
+		out["sync_round_p99_seconds_details"] = map[string]any{"samples": samples(h, w, 0, func(i int) float64 { return h.node[i].syncP99 })}
+		out["written_raw_bytes_details"] = map[string]any{"samples": samples(h, w, 0, func(i int) int64 { return h.node[i].storage.RawBytes })}
+		out["written_stored_bytes_details"] = map[string]any{"samples": samples(h, w, 0, func(i int) int64 { return h.node[i].storage.StoredBytes })}
+	}
+	return out
+}
+
+// addTotalsSamples adds the cumulative counts of the history to the
+// overview's message_stats details, as RabbitMQ's msg_rates_age does.
+func addTotalsSamples(ms map[string]any, h *history, w window) {
+	series := map[string]func(broker.Totals) uint64{
+		"publish":           func(t broker.Totals) uint64 { return t.Received },
+		"confirm":           func(t broker.Totals) uint64 { return t.Confirmed },
+		"return_unroutable": func(t broker.Totals) uint64 { return t.UnroutableReturned },
+		"drop_unroutable":   func(t broker.Totals) uint64 { return t.UnroutableDropped },
+		"deliver":           func(t broker.Totals) uint64 { return t.DeliveredAck },
+		"deliver_no_ack":    func(t broker.Totals) uint64 { return t.DeliveredNoAck },
+		"get":               func(t broker.Totals) uint64 { return t.GetAck },
+		"get_no_ack":        func(t broker.Totals) uint64 { return t.GetNoAck },
+		"deliver_get":       func(t broker.Totals) uint64 { return t.DeliveredAck + t.DeliveredNoAck + t.GetAck + t.GetNoAck },
+		"redeliver":         func(t broker.Totals) uint64 { return t.Redelivered },
+		"ack":               func(t broker.Totals) uint64 { return t.Acked },
+	}
+	for name, f := range series {
+		if d, ok := ms[name+"_details"].(map[string]any); ok {
+			d["samples"] = samples(h, w, 0, func(i int) uint64 { return f(h.node[i].totals) })
+		}
+	}
 }
 
 func splitAddr(a string) (string, int) {
@@ -623,11 +690,20 @@ func (s *Server) getExchange(r *request) error {
 		return err
 	}
 	for _, x := range xs {
-		if x.Name == r.params["name"] {
+		if x.Name == r.exchangeName() {
 			return r.object(exchangeJSON(x))
 		}
 	}
 	return errNotFound
+}
+
+// exchangeName is the {name} of an exchange path: "amq.default" stands for
+// the default exchange, whose name is empty, as in RabbitMQ's API.
+func (r *request) exchangeName() string {
+	if n := r.params["name"]; n != "amq.default" {
+		return n
+	}
+	return ""
 }
 
 func (s *Server) putExchange(r *request) error {
@@ -699,7 +775,7 @@ func (s *Server) publish(r *request) error {
 	default:
 		return badRequest("payload_encoding must be 'string' or 'base64'")
 	}
-	routed, err := s.b.Publish(r.actor(), vh, r.params["name"], body.RoutingKey, props, payload)
+	routed, err := s.b.Publish(r.actor(), vh, r.exchangeName(), body.RoutingKey, props, payload)
 	if err != nil {
 		return err
 	}
@@ -782,7 +858,30 @@ func (s *Server) getQueue(r *request) error {
 		return err
 	}
 	rt := s.rates.snapshot()
-	return r.object(s.queueJSON(q, &rt))
+	m := s.queueJSON(q, &rt)
+	// As RabbitMQ's queue page shows them: the queue's consumers.
+	if cs, err := s.b.Consumers(vh); err == nil {
+		m["consumer_details"] = s.consumersJSON(r, cs, func(c broker.ConsumerInfo) bool { return c.Queue == q.Name })
+	}
+	if w, ok := r.windowParam("lengths"); ok {
+		s.rates.withHistory(func(h *history) {
+			qh := h.queues[queueKey{q.VHost, q.Name}]
+			if qh == nil {
+				// No history (empty for the whole window, or past the
+				// bound): the current depth, as one sample.
+				now := []map[string]any{{"sample": q.Ready + q.Unacked, "timestamp": time.Now().UnixMilli()}}
+				m["messages_details"].(map[string]any)["samples"] = now
+				m["messages_ready_details"].(map[string]any)["samples"] = []map[string]any{{"sample": q.Ready, "timestamp": now[0]["timestamp"]}}
+				m["messages_unacknowledged_details"].(map[string]any)["samples"] = []map[string]any{{"sample": q.Unacked, "timestamp": now[0]["timestamp"]}}
+				return
+			}
+			depth := func(i, k int) uint32 { return qh.depth[i][k] }
+			m["messages_details"].(map[string]any)["samples"] = samples(h, w, qh.first, func(i int) uint64 { return uint64(depth(i, 0)) + uint64(depth(i, 1)) })
+			m["messages_ready_details"].(map[string]any)["samples"] = samples(h, w, qh.first, func(i int) uint32 { return depth(i, 0) })
+			m["messages_unacknowledged_details"].(map[string]any)["samples"] = samples(h, w, qh.first, func(i int) uint32 { return depth(i, 1) })
+		})
+	}
+	return r.object(m)
 }
 
 func (s *Server) putQueue(r *request) error {
@@ -959,7 +1058,7 @@ func (s *Server) queueBindings(r *request) error {
 
 func (s *Server) exchangeBindings(side string) func(*request) error {
 	return func(r *request) error {
-		name := r.params["name"]
+		name := r.exchangeName()
 		return s.bindingsWhere(r, func(b broker.BindingInfo) bool {
 			if side == "source" {
 				return b.Source == name
@@ -1208,19 +1307,12 @@ func (s *Server) getChannel(r *request) error {
 	return errNotFound
 }
 
-func (s *Server) listConsumers(r *request) error {
-	vh, err := r.vhostParam()
-	if err != nil {
-		return err
-	}
-	cs, err := s.b.Consumers(vh)
-	if err != nil {
-		return err
-	}
+// consumersJSON renders the consumers the user may see and keep accepts.
+func (s *Server) consumersJSON(r *request, cs []broker.ConsumerInfo, keep func(broker.ConsumerInfo) bool) []map[string]any {
 	node := s.b.Node().Node
-	var out []map[string]any
+	out := []map[string]any{}
 	for _, c := range cs {
-		if !r.canSeeVHost(c.VHost) || (!r.seesAll() && c.Conn.User != r.user.Name) {
+		if !r.canSeeVHost(c.VHost) || (!r.seesAll() && c.Conn.User != r.user.Name) || !keep(c) {
 			continue
 		}
 		phost, pport := splitAddr(c.Conn.Peer.String())
@@ -1236,9 +1328,19 @@ func (s *Server) listConsumers(r *request) error {
 			"priority": c.Priority, "arguments": tableJSON(c.Arguments), "active": c.Active, "activity_status": status,
 		})
 	}
-	if out == nil {
-		out = []map[string]any{}
+	return out
+}
+
+func (s *Server) listConsumers(r *request) error {
+	vh, err := r.vhostParam()
+	if err != nil {
+		return err
 	}
+	cs, err := s.b.Consumers(vh)
+	if err != nil {
+		return err
+	}
+	out := s.consumersJSON(r, cs, func(broker.ConsumerInfo) bool { return true })
 	sort.SliceStable(out, func(i, j int) bool {
 		return out[i]["queue"].(map[string]any)["vhost"].(string) < out[j]["queue"].(map[string]any)["vhost"].(string)
 	})

@@ -16,6 +16,7 @@ type sampler struct {
 	mu        sync.Mutex
 	prev, cur sample
 	havePrev  bool
+	hist      history
 }
 
 type queueKey struct{ vhost, name string }
@@ -37,7 +38,8 @@ func newSampler(b Broker) *sampler { return &sampler{b: b} }
 
 func (s *sampler) sample(now time.Time) {
 	smp := sample{at: now, totals: s.b.Totals(), queues: map[queueKey]queueSample{}, conns: map[string][2]uint64{}}
-	if qs, err := s.b.Queues(""); err == nil {
+	qs, err := s.b.Queues("")
+	if err == nil {
 		for _, q := range qs {
 			smp.queues[queueKey{q.VHost, q.Name}] = queueSample{stats: q.Stats, ready: q.Ready, unacked: q.Unacked}
 			smp.ready += q.Ready
@@ -47,10 +49,19 @@ func (s *sampler) sample(now time.Time) {
 	for _, c := range s.b.Connections() {
 		smp.conns[c.Name] = [2]uint64{c.RecvOct, c.SendOct}
 	}
+	st := s.b.StorageStats()
 	s.mu.Lock()
 	s.prev, s.cur = s.cur, smp
 	s.havePrev = !s.prev.at.IsZero()
+	s.hist.record(histPoint{at: now, totals: smp.totals, ready: smp.ready, unacked: smp.unacked, storage: st}, qs)
 	s.mu.Unlock()
+}
+
+// withHistory calls f with the sample history, under the sampler's lock.
+func (s *sampler) withHistory(f func(h *history)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f(&s.hist)
 }
 
 // rates gives per-second rates between the last two samples.

@@ -134,9 +134,17 @@ var managementTags = []string{"administrator", "monitoring", "policymaker", "man
 
 func (s *Server) authorize(req *request, acc access) bool {
 	w := req.w
+	// The web UI asks with X-Requested-With so that a failed login is
+	// answered without a challenge: the browser's own login dialog would
+	// otherwise take over from the page's.
+	challenge := func() {
+		if req.r.Header.Get("X-Requested-With") != "XMLHttpRequest" {
+			w.Header().Set("WWW-Authenticate", `Basic realm="Warren Management"`)
+		}
+	}
 	name, pass, ok := req.r.BasicAuth()
 	if !ok {
-		w.Header().Set("WWW-Authenticate", `Basic realm="Warren Management"`)
+		challenge()
 		writeError(w, http.StatusUnauthorized, "not_authorized", "Not_Authorized")
 		return false
 	}
@@ -147,7 +155,7 @@ func (s *Server) authorize(req *request, acc access) bool {
 	}
 	u, err := s.b.Authenticate(name, pass, remote)
 	if err != nil {
-		w.Header().Set("WWW-Authenticate", `Basic realm="Warren Management"`)
+		challenge()
 		reason := "Login failed"
 		if errors.Is(err, broker.ErrLoopbackOnly) {
 			reason = "User can only log in via localhost"
@@ -375,6 +383,9 @@ func (req *request) list(items []map[string]any, defaultSort ...string) error {
 			items[i] = pickColumns(m, strings.Split(cols, ","))
 		}
 	}
+	if items == nil {
+		items = []map[string]any{}
+	}
 	if q.Has("page") || q.Get("pagination") == "true" {
 		page, _ := strconv.Atoi(q.Get("page"))
 		size, _ := strconv.Atoi(q.Get("page_size"))
@@ -393,9 +404,6 @@ func (req *request) list(items []map[string]any, defaultSort ...string) error {
 		hi := min(lo+size, filtered)
 		return req.json(map[string]any{"items": items[lo:hi], "page": page, "page_size": size,
 			"page_count": pages, "item_count": hi - lo, "filtered_count": filtered, "total_count": total})
-	}
-	if items == nil {
-		items = []map[string]any{}
 	}
 	return req.json(items)
 }

@@ -34,6 +34,7 @@ import (
 	"github.com/warrenmq/warren/broker"
 	"github.com/warrenmq/warren/index"
 	"github.com/warrenmq/warren/store"
+	"github.com/warrenmq/warren/webui"
 )
 
 // Broker is what the API needs from the broker; *broker.Server implements it.
@@ -96,8 +97,8 @@ type Config struct {
 	Logger zerolog.Logger
 	// SampleInterval is how often message rates are sampled (default 5 s).
 	SampleInterval time.Duration
-	// UI serves every path outside /api and /metrics (default: a small page
-	// pointing at the API).
+	// UI serves every path outside /api and /metrics (default: the embedded
+	// web UI, webui.Handler).
 	UI http.Handler
 	// MaxBody bounds request bodies (default 32 MiB, enough for large
 	// definitions files).
@@ -127,7 +128,7 @@ func New(cfg Config) *Server {
 		cfg.MaxBody = 32 << 20
 	}
 	if cfg.UI == nil {
-		cfg.UI = http.HandlerFunc(placeholderUI)
+		cfg.UI = webui.Handler()
 	}
 	s := &Server{cfg: cfg, b: cfg.Broker, log: cfg.Logger, stop: make(chan struct{}), done: make(chan struct{})}
 	s.hs = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
@@ -191,17 +192,6 @@ func (s *Server) Close() {
 		close(s.stop)
 	}
 	<-s.done
-}
-
-func placeholderUI(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path != "/" {
-		http.NotFound(w, r)
-		return
-	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Write([]byte(`<!doctype html><title>Warren</title><h1>Warren</h1>
-<p>The management UI is not built yet. The management HTTP API is at <a href="api/overview">/api/</a>,
-Prometheus metrics at <a href="metrics">/metrics</a>.</p>`))
 }
 
 var _ Broker = (*broker.Server)(nil)
