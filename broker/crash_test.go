@@ -107,6 +107,10 @@ func TestCrashHarness(t *testing.T) {
 	if lost > 0 {
 		t.Fatalf("%d confirmed messages lost", lost)
 	}
+	if led.unflagged > 0 {
+		// The store delivers only below a delivery lease the index holds.
+		t.Fatalf("%d redeliveries of messages delivered before a kill came without the redelivered flag", led.unflagged)
+	}
 	if nconf == 0 {
 		t.Fatal("nothing was confirmed")
 	}

@@ -36,6 +36,7 @@
 //	 'G'  'G' esc(name)                                        global parameter
 //	 'C'  'C' esc(queue ID) be64(seq)                          delivery counts
 //	 'O'  'O' esc(vhost) esc(policy)                           operator policy
+//	 'D'  'D' esc(queue ID)                                    delivery lease (lease.go)
 //
 // The binding's destination kind byte is 'q' (queue) or 'x' (exchange). A
 // binding is identified by all of its fields, arguments included, as in

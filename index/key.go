@@ -22,6 +22,8 @@ const (
 	kindDeliveryCount = 'C'
 	// kindOperatorPolicy keys operator policies (values as policies).
 	kindOperatorPolicy = 'O'
+	// kindLease keys a queue's delivery lease (lease.go).
+	kindLease = 'D'
 )
 
 // Escape bytes. Part of the format, do not change.

@@ -172,6 +172,9 @@ func (b *Batch) DeleteQueueState(queueID string) error {
 	if err := b.deleteDeliveryCounts(queueID); err != nil {
 		return err
 	}
+	if err := b.b.Delete(keyOf(kindLease, queueID), nil); err != nil {
+		return fmt.Errorf("index: delete delivery lease of %q: %w", queueID, err)
+	}
 	b.n++
 	return nil
 }

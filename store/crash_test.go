@@ -256,3 +256,57 @@ func crashOnce(t *testing.T, seed uint64, faults bool) {
 		t.Logf("seed %d: %d appended, %d refused, %d confirmed and unacked survived", seed, nextID, len(refused), len(mustSurvive))
 	}
 }
+
+// TestDeliveredFlagAfterCrash delivers messages (in batches small and
+// larger than the delivery lease) and takes a crash image right after,
+// before any commit can follow: after recovery every message that was
+// delivered and not acked comes back flagged redelivered, and at most a
+// lease's worth of messages never delivered carry the flag.
+func TestDeliveredFlagAfterCrash(t *testing.T) {
+	for seed := uint64(0); seed < 16; seed++ {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(seed, 11))
+			fs := vfs.NewCrashableMem()
+			s := open(t, fs, "data", func(o *Options) { o.SyncIndex = true })
+			q, _ := s.Queue("q", true)
+			delivered := map[uint64]bool{}
+			id := 0
+			for op := 0; op < 12; op++ {
+				n := 1 + rng.IntN(3*leaseAhead)
+				recs := make([]segment.Record, n)
+				for i := range recs {
+					recs[i] = rec(id, true)
+					id++
+				}
+				appendWait(t, q, recs...)
+				for _, m := range q.NextReady(nil, rng.IntN(n+1)) {
+					delivered[m.Seq] = true // an ack the crash loses returns it
+					if rng.IntN(4) == 0 {
+						q.Ack(m.Seq)
+					}
+				}
+			}
+			crashed := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: rng.IntN(101), RNG: rand.New(rand.NewPCG(seed, 5))})
+			s.Close()
+
+			s2 := open(t, crashed, "data")
+			defer s2.Close()
+			q2, _ := s2.Queue("q", true)
+			unflagged, extra := 0, 0
+			for _, m := range q2.NextReady(nil, 1<<30) {
+				switch {
+				case delivered[m.Seq] && !m.Redelivered:
+					unflagged++
+				case !delivered[m.Seq] && m.Redelivered:
+					extra++
+				}
+			}
+			if unflagged > 0 {
+				t.Fatalf("%d messages delivered before the crash came back without the redelivered flag", unflagged)
+			}
+			if extra > leaseAhead {
+				t.Fatalf("%d messages never delivered came back flagged (lease %d)", extra, leaseAhead)
+			}
+		})
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/warrenmq/warren/index"
 	"github.com/warrenmq/warren/segment"
@@ -76,6 +77,12 @@ type Queue struct {
 	committedNext uint64
 	// counts holds delivery counts, for queues with EnableCounts (counts.go).
 	counts *deliveryCounts
+	// lease bounds the sequences Deliver may hand out: the index holds a
+	// Delivered at least this high, so a crash cannot lose the fact that
+	// they were delivered (index/lease.go). leaseErrAt rate-limits the log
+	// of failures to extend it.
+	lease      uint64
+	leaseErrAt time.Time
 	// partOf is, for a log repaired from its segments that belongs to
 	// another queue (a priority level), that queue's ID.
 	partOf string
@@ -255,6 +262,9 @@ func (q *Queue) Deliver(max int, fn func(*Message) Verdict) int {
 			break
 		}
 		q.cursor = seq
+		if q.durable && seq >= q.lease {
+			q.extendLeaseLocked(seq)
+		}
 		msg = Message{Seq: seq, Redelivered: seq < q.redeliverBelow}
 		verdict = Take
 		counted := true
@@ -607,7 +617,7 @@ func (q *Queue) stateForCommit() (index.LogState, bool) {
 		NextSeq:   durable,
 		Watermark: w,
 		Acked:     ranges,
-		Delivered: min(max(q.cursor, q.redeliverBelow), durable),
+		Delivered: q.deliveredForCommitLocked(durable),
 		Bytes:     q.bytes.committed(durable),
 	}
 	q.committedNext = durable
@@ -617,6 +627,38 @@ func (q *Queue) stateForCommit() (index.LogState, bool) {
 		q.s.markDirtyLocked(q) // the round making them durable commits again
 	}
 	return st, true
+}
+
+// leaseAhead is how far past the ready cursor a commit pushes the delivery
+// lease: the deliveries a queue may make between two commits without a
+// synced write of its own, and the most messages a crash can flag
+// redelivered without their having been delivered.
+const leaseAhead = 4096
+
+// deliveredForCommitLocked is the Delivered to commit: on a clean close the
+// exact bound (clipped to the durable records, which are all a restart
+// finds), otherwise a lease ahead of the cursor that never moves back.
+func (q *Queue) deliveredForCommitLocked(durable uint64) uint64 {
+	if q.closed {
+		return min(max(q.cursor, q.redeliverBelow), durable)
+	}
+	return max(q.lease, q.redeliverBelow, q.cursor+leaseAhead)
+}
+
+// extendLeaseLocked writes, synced, a delivery lease past seq before seq is
+// delivered: the commits did not keep up with the deliveries. When the
+// index cannot be written, delivery goes on without the lease (a crash
+// may then redeliver without the flag) and the failure is logged.
+func (q *Queue) extendLeaseLocked(seq uint64) {
+	want := seq + leaseAhead
+	if err := q.s.db.SetDeliveredLease(q.id, want); err != nil {
+		if now := time.Now(); now.Sub(q.leaseErrAt) >= 10*time.Second {
+			q.leaseErrAt = now
+			q.s.log.Error().Err(err).Str("queue", q.id).
+				Msg("store: cannot record a delivery lease; delivering anyway (after a crash, these deliveries may come back without the redelivered flag)")
+		}
+	}
+	q.lease = want
 }
 
 // reclaim deletes the segments below the ack watermark, the active one

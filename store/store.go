@@ -437,6 +437,17 @@ func (s *Store) recover(names []string, fresh bool) error {
 		}
 		states = map[string]index.LogState{}
 	}
+	leases, err := s.db.DeliveredLeases()
+	if err != nil && !s.opts.Repair {
+		return fmt.Errorf("%w: reading delivery leases: %w", ErrNeedsRepair, err)
+	}
+	for id, l := range leases {
+		// Deliveries up to a lease written after the last state commit.
+		if st, ok := states[id]; ok && l > st.Delivered {
+			st.Delivered = l
+			states[id] = st
+		}
+	}
 	legacy := false
 	if !fresh {
 		if _, err := s.db.Meta(storeFormatKey); errors.Is(err, index.ErrNotFound) {
@@ -602,6 +613,7 @@ func (s *Store) repairQueue(q *Queue) error {
 	q.acks = ackSet{watermark: first}
 	q.cursor = first
 	q.redeliverBelow = next
+	q.lease = next
 	q.ready = q.countReadyLocked(first)
 	q.bytes.ready, q.bytes.unknownFrom = 0, first // sizes are read when a byte limit asks
 	q.mu.Unlock()
@@ -674,6 +686,7 @@ func (s *Store) openQueue(id string, def index.Queue, st index.LogState, recover
 	}
 	q.recoveredNext = next
 	q.redeliverBelow = min(st.Delivered, next)
+	q.lease = st.Delivered
 	for _, g := range l.Gaps() {
 		q.openGaps = append(q.openGaps, index.Range{Lo: g.First, Hi: g.Last + 1})
 		lo, hi := max(g.First, w), g.Last+1
@@ -825,7 +838,7 @@ func (s *Store) openLog(id string, def index.Queue, putDef bool) (*Queue, error)
 			return nil, fmt.Errorf("store: queue %s: %w", id, err)
 		}
 		b := s.db.NewBatch()
-		err := b.SetLogState(id, index.LogState{NextSeq: 1, Watermark: 1})
+		err := b.SetLogState(id, index.LogState{NextSeq: 1, Watermark: 1, Delivered: 1 + leaseAhead})
 		if err == nil && putDef {
 			err = b.PutQueue(def)
 		}
@@ -847,6 +860,9 @@ func (s *Store) openLog(id string, def index.Queue, putDef bool) (*Queue, error)
 	q.claimed = true
 	if def.VHost != "" {
 		q.def = def
+	}
+	if durable {
+		q.lease = 1 + leaseAhead // committed above
 	}
 	s.queues[id] = q
 	return q, nil
@@ -940,13 +956,14 @@ func (s *Store) commitStates() error {
 	b := s.db.NewBatch()
 	var err error
 	committed := make([]uint64, len(qs))
+	leases := make([]uint64, len(qs))
 	for i, q := range qs {
 		st, ok := q.stateForCommit()
 		if !ok {
 			committed[i] = 0
 			continue
 		}
-		committed[i] = st.Watermark
+		committed[i], leases[i] = st.Watermark, st.Delivered
 		if e := b.SetLogState(q.id, st); e != nil && err == nil {
 			err = e
 		}
@@ -977,6 +994,10 @@ func (s *Store) commitStates() error {
 		if committed[i] > 0 {
 			q.mu.Lock()
 			q.committedW = max(q.committedW, committed[i])
+			if s.opts.SyncIndex {
+				// Only a synced Delivered survives a crash.
+				q.lease = max(q.lease, leases[i])
+			}
 			q.mu.Unlock()
 		}
 	}
@@ -1173,6 +1194,7 @@ func (s *Store) Close() error {
 			if st, ok := q.stateForCommit(); ok {
 				keep(b.SetLogState(q.id, st))
 				keep(q.countsForCommit(b))
+				keep(b.DeleteDeliveredLease(q.id)) // st holds the exact Delivered
 			}
 		}
 		keep(b.Commit(true))
