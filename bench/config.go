@@ -157,6 +157,31 @@ type Config struct {
 	Client ClientKind `json:"client,omitempty"`
 	// DialTimeout bounds the TCP connect and AMQP handshake (--dial-timeout).
 	DialTimeout time.Duration `json:"dial_timeout"`
+	// ChannelsPerConnection puts that many producers (and, separately,
+	// consumers) on one connection, a channel each, as PerfTest's
+	// --producer-channel-count does: 10,000 producers need 100 connections
+	// at 100 (--channels-per-connection; amqp091 engine only).
+	ChannelsPerConnection int `json:"channels_per_connection,omitempty"`
+	// ExclusiveQueues makes each consumer declare a server-named,
+	// exclusive queue of its own and consume from it, as RPC clients do
+	// for their replies; producers publish to those queues in turn
+	// (--exclusive-queues).
+	ExclusiveQueues bool `json:"exclusive_queues,omitempty"`
+	// Churn runs that many workers, each on a connection of its own, that
+	// declare a server-named exclusive queue, bind it to amq.direct and
+	// delete it, as fast as they can, timing each cycle (--churn).
+	Churn int `json:"churn,omitempty"`
+	// BrokerPID, when set, is the broker's process: its resident memory,
+	// open files and CPU time are read from /proc before the run, once
+	// connected, at the end and after Settle (--broker-pid).
+	BrokerPID int `json:"broker_pid,omitempty"`
+	// BrokerDir, when set, is the broker's data directory, whose size is
+	// read with the broker's other figures (--broker-dir).
+	BrokerDir string `json:"broker_dir,omitempty"`
+	// Settle keeps the connections open and idle that long after the load
+	// stops, then reads the broker's figures again: what an idle broker
+	// keeps (--settle, seconds).
+	Settle time.Duration `json:"settle,omitempty"`
 	// Interval is the period of progress samples; 0 means one second.
 	Interval time.Duration `json:"-"`
 	// Progress receives one line per Interval when non-nil.
@@ -214,8 +239,8 @@ func (c *Config) Validate() error {
 		return bad("no broker URI")
 	case c.Producers < 0 || c.Consumers < 0:
 		return bad("negative producer or consumer count")
-	case c.Producers == 0 && c.Consumers == 0:
-		return bad("no producer and no consumer")
+	case c.Producers == 0 && c.Consumers == 0 && c.Churn == 0:
+		return bad("no producer, no consumer and no churn")
 	case c.Size < 0:
 		return bad("negative message size %d", c.Size)
 	case c.ProducerMessages < 0 || c.ConsumerMessages < 0:
@@ -242,6 +267,14 @@ func (c *Config) Validate() error {
 		return bad("negative backlog")
 	case c.Backlog > 0 && c.Producers == 0:
 		return bad("backlog needs at least one producer")
+	case c.ChannelsPerConnection < 0 || c.Churn < 0 || c.Settle < 0:
+		return bad("negative channels-per-connection, churn or settle")
+	case c.ChannelsPerConnection > 1 && c.Client == ClientFast:
+		return bad("channels-per-connection needs the amqp091 engine")
+	case c.ExclusiveQueues && c.Consumers == 0:
+		return bad("exclusive-queues needs consumers")
+	case c.ExclusiveQueues && (c.Backlog > 0 || c.Exchange != "" || c.Client == ClientFast):
+		return bad("exclusive-queues publishes through the default exchange, without a backlog, with the amqp091 engine")
 	}
 	switch c.Client {
 	case "", ClientAMQP091, ClientFast:

@@ -35,6 +35,19 @@
 //     frames read. The hot path does not allocate. Counting, progress and
 //     results are the same as with amqp091, so runs compare directly.
 //
+// The scale dimensions have options of their own: ChannelsPerConnection
+// puts many producers or consumers on one connection (10,000 queues with a
+// publisher each on 100 connections); ExclusiveQueues makes every consumer
+// an RPC client with a server-named exclusive queue; Churn times cycles of
+// declare, bind and delete of such queues beside any number of background
+// queues (declared without waiting past a thousand). With BrokerPID (and
+// BrokerDir) a run reads the broker's resident memory, open files, CPU time
+// and data directory size from /proc before it, once connected, at the end
+// and after Settle idle seconds, so memory per connection or per idle queue
+// comes out of the same run for Warren and for RabbitMQ (the beam.smp
+// process). scenarios/scale.json and scenarios/extensions.json hold those
+// suites.
+//
 // Compare runs the scenarios of a scenario file (see LoadScenarios and
 // scenarios/standard.json) against two brokers alternately and summarises
 // the median rate and p99 latency of each; WriteCompareSVG plots them.

@@ -77,6 +77,12 @@ func BindFlags(fs *flag.FlagSet, c *Config) {
 	num64(&c.BacklogSlice, "slice size of the backlog publish-rate report", "backlog-slice")
 	value((*clientValue)(&c.Client), "client `engine`: amqp091 (amqp091-go) or fast (buffered raw connections, less client CPU)", "client")
 	value((*secondsValue)(&c.DialTimeout), "connect and handshake timeout in `seconds`", "dial-timeout")
+	num(&c.ChannelsPerConnection, "producers (and consumers) per connection, a channel each (amqp091 engine)", "channels-per-connection")
+	boolean(&c.ExclusiveQueues, "each consumer declares a server-named exclusive queue and consumes it; producers publish to them in turn (the RPC pattern)", "exclusive-queues")
+	num(&c.Churn, "`N` workers that declare, bind and delete server-named exclusive queues in a loop, timing each cycle", "churn")
+	num(&c.BrokerPID, "the broker's process `ID`: report its memory, open files and CPU from /proc", "broker-pid")
+	str(&c.BrokerDir, "the broker's data `directory`: report its size with the broker's figures", "broker-dir")
+	value((*secondsValue)(&c.Settle), "after the load, stay connected and idle this many `seconds`, then read the broker's figures again", "settle")
 }
 
 // ParseArgs returns DefaultConfig with args applied, validated.

@@ -43,6 +43,10 @@ type Result struct {
 	Samples []Sample `json:"samples"`
 	// Backlog is set for backlog runs.
 	Backlog *BacklogResult `json:"backlog,omitempty"`
+	// Churn is set for runs with churn workers.
+	Churn *ChurnResult `json:"churn,omitempty"`
+	// Broker is set when Config.BrokerPID names the broker's process.
+	Broker *BrokerResult `json:"broker,omitempty"`
 
 	// ClientCPUSeconds is the CPU time warrenperf itself used during the
 	// load phase, and ClientCPUMicrosPerMessage that time divided by the
@@ -105,9 +109,11 @@ type SliceRate struct {
 
 // Throughput is the run's headline rate: the drain rate of a backlog run,
 // else the received rate when there are consumers, else the confirmed rate
-// with confirms, else the sent rate.
+// with confirms, else the sent rate; for a churn-only run, cycles per second.
 func (r *Result) Throughput() float64 {
 	switch {
+	case r.Churn != nil && r.Config.Producers == 0 && r.Config.Consumers == 0:
+		return r.Churn.Rate
 	case r.Backlog != nil && r.Config.Consumers > 0:
 		return r.Backlog.DrainRate
 	case r.Backlog != nil:
@@ -354,8 +360,58 @@ func WriteSummary(w io.Writer, res *Result) error {
 			return err
 		}
 	}
+	if c := res.Churn; c != nil {
+		l := c.Latency
+		fmt.Fprintf(w, "churn: %d workers, %d declare-bind-delete cycles, %.0f cycles/s; cycle ms p50 %.3f p99 %.3f max %.3f (mean %.3f)\n",
+			c.Workers, c.Cycles, c.Rate, l.P50, l.P99, l.Max, l.Mean)
+	}
+	if b := res.Broker; b != nil {
+		writeBroker(w, b)
+	}
 	_, err := fmt.Fprintf(w, "client cpu: %.2f s, %.2f µs/msg\n", res.ClientCPUSeconds, res.ClientCPUMicrosPerMessage)
 	return err
+}
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
+
+// writeBroker writes the broker's figures: memory, files, CPU, disk.
+func writeBroker(w io.Writer, b *BrokerResult) {
+	fmt.Fprintf(w, "broker pid %d: %d connections, %d queues\n", b.PID, b.Connections, b.Queues)
+	line := func(name string, s BrokerSample) {
+		fmt.Fprintf(w, "  %-9s rss %8.1f MiB  fds %6d  cpu %8.2f s", name, mib(s.RSSBytes), s.FDs, s.CPUSeconds)
+		if s.DiskBytes > 0 || name == "base" && b.Base.DiskBytes > 0 {
+			fmt.Fprintf(w, "  disk %9.1f MiB", mib(s.DiskBytes))
+		}
+		fmt.Fprintln(w)
+	}
+	line("base", b.Base)
+	line("connected", b.Connected)
+	line("end", b.End)
+	if b.Idle != nil {
+		line("idle", *b.Idle)
+	}
+	grown := b.Connected.RSSBytes - b.Base.RSSBytes
+	fmt.Fprintf(w, "  connected: %+.1f MiB", mib(grown))
+	if b.Connections > 0 {
+		fmt.Fprintf(w, ", %.1f KiB per connection", float64(grown)/1024/float64(b.Connections))
+	}
+	if b.Queues > 0 {
+		fmt.Fprintf(w, ", %.1f KiB per queue", float64(grown)/1024/float64(b.Queues))
+	}
+	fmt.Fprintln(w)
+	if b.Idle != nil {
+		kept := b.Idle.RSSBytes - b.Base.RSSBytes
+		fmt.Fprintf(w, "  idle after the load: %+.1f MiB over base", mib(kept))
+		if b.Queues > 0 {
+			fmt.Fprintf(w, ", %.1f KiB per queue", float64(kept)/1024/float64(b.Queues))
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintf(w, "  peak rss during the load %.1f MiB (process peak %.1f MiB)", mib(b.LoadPeakRSSBytes), mib(max(b.End.PeakRSSBytes, b.Connected.PeakRSSBytes)))
+	if b.CPUMicrosPerMessage > 0 {
+		fmt.Fprintf(w, ", broker cpu %.2f µs/msg", b.CPUMicrosPerMessage)
+	}
+	fmt.Fprintln(w)
 }
 
 // WriteJSON writes res as indented JSON.

@@ -59,7 +59,15 @@ type runner struct {
 
 	producers []*producer
 	consumers []*consumer
+	churners  []*churner
 	admins    []*client
+
+	// shared holds the connections producers and consumers share with
+	// ChannelsPerConnection, by group name.
+	sharedMu sync.Mutex
+	shared   map[string]*sharedConn
+
+	broker *brokerWatch
 
 	backlogDone   atomic.Int64 // messages published (confirmed, with confirms) in backlog mode
 	backlogMu     sync.Mutex
@@ -76,6 +84,8 @@ func newRunner(cfg Config) *runner {
 		queues:        cfg.QueueNames(),
 		stop:          make(chan struct{}),
 		publishedDone: make(chan struct{}),
+		shared:        map[string]*sharedConn{},
+		broker:        newBrokerWatch(cfg.BrokerPID, cfg.BrokerDir),
 	}
 	if cfg.TopicBindings > 0 {
 		r.keys = make([]string, cfg.TopicBindings)
@@ -146,6 +156,11 @@ func (r *runner) run(ctx context.Context) (Result, error) {
 		}
 	}()
 
+	var bres *BrokerResult
+	if r.broker != nil {
+		bres = &BrokerResult{PID: r.cfg.BrokerPID, Base: r.broker.sample()}
+		res.Broker = bres
+	}
 	if err := r.setupTopology(ctx); err != nil {
 		r.closeAdmins()
 		return res, err
@@ -159,27 +174,55 @@ func (r *runner) run(ctx context.Context) (Result, error) {
 	for j := range r.cfg.Consumers {
 		r.consumers = append(r.consumers, newConsumer(r, j))
 	}
+	for k := range r.cfg.Churn {
+		r.churners = append(r.churners, newChurner(r, k))
+	}
 
 	backlog := r.cfg.Backlog > 0
-	clients := make([]starter, 0, len(r.producers)+len(r.consumers))
+	clients := make([]starter, 0, len(r.producers)+len(r.consumers)+len(r.churners))
+	if r.cfg.ExclusiveQueues {
+		// Producers publish to the consumers' queues: those come first.
+		if err := r.connectAll(consumersAsStarters(r.consumers)); err != nil {
+			r.halt()
+			r.shutdown()
+			return res, err
+		}
+	}
 	for _, p := range r.producers {
 		clients = append(clients, p)
 	}
-	if !backlog {
+	if !backlog && !r.cfg.ExclusiveQueues {
 		for _, c := range r.consumers {
 			clients = append(clients, c)
 		}
+	}
+	for _, c := range r.churners {
+		clients = append(clients, c)
 	}
 	if err := r.connectAll(clients); err != nil {
 		r.halt()
 		r.shutdown()
 		return res, err
 	}
+	if bres != nil {
+		bres.Connected = r.broker.sample()
+		bres.Connections = r.connections()
+		bres.Queues = len(r.queues)
+		if r.cfg.Predeclared {
+			bres.Queues = 0
+		}
+		if r.cfg.ExclusiveQueues {
+			bres.Queues += len(r.consumers)
+		}
+	}
 
 	startCPU := cpuTime()
 	start := time.Now()
 	res.Start = start
 	r.rep.start(start)
+	if r.broker != nil {
+		r.broker.watchLoad(start)
+	}
 	if r.cfg.Duration > 0 {
 		t := time.AfterFunc(r.cfg.Duration, r.halt)
 		defer t.Stop()
@@ -193,6 +236,9 @@ func (r *runner) run(ctx context.Context) (Result, error) {
 		for _, c := range r.consumers {
 			consWG.Go(func() { r.fail(c.loop(0)) })
 		}
+	}
+	for _, c := range r.churners {
+		consWG.Go(func() { r.fail(c.loop()) })
 	}
 
 	var drainStart, drainEnd time.Time
@@ -229,6 +275,22 @@ func (r *runner) run(ctx context.Context) (Result, error) {
 		drainEnd = end
 	}
 	cpu := cpuTime() - startCPU
+	if bres != nil {
+		bres.LoadPeakRSSBytes = r.broker.stopLoad()
+		bres.End = r.broker.sample()
+	}
+	prodWG.Wait()
+	if r.cfg.Settle > 0 && bres != nil && ctx.Err() == nil {
+		// The load has stopped; the connections stay open and idle.
+		t := time.NewTimer(r.cfg.Settle)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+		}
+		idle := r.broker.sample()
+		bres.Idle = &idle
+	}
 
 	r.shutdown()
 	prodWG.Wait()
@@ -243,6 +305,14 @@ func (r *runner) run(ctx context.Context) (Result, error) {
 	}
 	if backlog {
 		res.Backlog = r.backlogResult(start, published, drainStart, drainEnd, res.Received)
+	}
+	if len(r.churners) > 0 {
+		res.Churn = r.churnResult(res.Elapsed)
+	}
+	if bres != nil {
+		if n := res.Sent + res.Received; n > 0 {
+			bres.CPUMicrosPerMessage = (bres.End.CPUSeconds - bres.Connected.CPUSeconds) * 1e6 / float64(n)
+		}
 	}
 
 	if err := r.firstErr(); err != nil {
@@ -322,6 +392,9 @@ func (r *runner) shutdown() {
 	for _, c := range r.consumers {
 		wg.Go(func() { c.close(false) })
 	}
+	for _, c := range r.churners {
+		wg.Go(func() { c.close(false) })
+	}
 	go func() { wg.Wait(); close(done) }()
 	select {
 	case <-done:
@@ -332,8 +405,22 @@ func (r *runner) shutdown() {
 		for _, c := range r.consumers {
 			c.close(true)
 		}
+		for _, c := range r.churners {
+			c.close(true)
+		}
 		<-done
 	}
+	r.sharedMu.Lock()
+	shared := r.shared
+	r.shared = map[string]*sharedConn{}
+	r.sharedMu.Unlock()
+	var swg sync.WaitGroup
+	for _, sc := range shared {
+		if sc.err == nil {
+			swg.Go(func() { sc.c.close(false) })
+		}
+	}
+	swg.Wait()
 }
 
 // client is one AMQP connection with one channel, as every producer and
@@ -354,15 +441,77 @@ type client struct {
 	// wireDone, when not nil, closes when its reader goroutine ends.
 	wire     *wireConn
 	wireDone <-chan struct{}
+
+	// group, when set, names the connection this client shares with
+	// others (ChannelsPerConnection): it opens only a channel on it.
+	group  string
+	shared *sharedConn
+}
+
+// sharedConn is one connection that several producers or consumers use, a
+// channel each.
+type sharedConn struct {
+	once sync.Once
+	c    *client // its connection, dialled once
+	err  error
 }
 
 func (r *runner) newClient(name, uri string) *client {
 	return &client{r: r, name: name, uri: uri}
 }
 
-// open dials the broker and opens one channel, all within the dial timeout
-// and the setup timeout.
+// groupOf names the shared connection of the i-th producer or consumer
+// (role), or "" when each has a connection of its own.
+func (r *runner) groupOf(role string, i int) string {
+	if r.cfg.ChannelsPerConnection <= 1 {
+		return ""
+	}
+	return fmt.Sprintf("%s-%ss-%d", r.cfg.ID, role, i/r.cfg.ChannelsPerConnection)
+}
+
+// connections counts the connections the run's producers, consumers and
+// churn workers open.
+func (r *runner) connections() int {
+	n := len(r.churners)
+	if cpc := r.cfg.ChannelsPerConnection; cpc > 1 {
+		n += (len(r.producers)+cpc-1)/cpc + (len(r.consumers)+cpc-1)/cpc
+	} else {
+		n += len(r.producers) + len(r.consumers)
+	}
+	return n
+}
+
+// open dials the broker (or joins the client's shared connection) and
+// opens one channel, all within the dial timeout and the setup timeout.
 func (c *client) open() error {
+	if c.group == "" {
+		return c.dial(true)
+	}
+	c.r.sharedMu.Lock()
+	sc := c.r.shared[c.group]
+	if sc == nil {
+		sc = &sharedConn{c: c.r.newClient(c.group, c.uri)}
+		c.r.shared[c.group] = sc
+	}
+	c.r.sharedMu.Unlock()
+	sc.once.Do(func() { sc.err = sc.c.dial(false) })
+	if sc.err != nil {
+		return sc.err
+	}
+	c.shared = sc
+	c.conn = sc.c.conn
+	c.connC = c.conn.NotifyClose(make(chan *amqp.Error, 1))
+	ch, err := c.conn.Channel()
+	if err != nil {
+		return fmt.Errorf("%w to %s: open channel: %s", ErrConnect, Redact(c.uri), oneLine(err))
+	}
+	c.ch = ch
+	c.chanC = ch.NotifyClose(make(chan *amqp.Error, 1))
+	return nil
+}
+
+// dial connects, and opens a channel when withChannel.
+func (c *client) dial(withChannel bool) error {
 	cfg := c.r.cfg
 	props := amqp.NewConnectionProperties()
 	props["connection_name"] = c.name
@@ -393,6 +542,9 @@ func (c *client) open() error {
 	}
 	c.conn = conn
 	c.connC = conn.NotifyClose(make(chan *amqp.Error, 1))
+	if !withChannel {
+		return nil
+	}
 	ch, err := conn.Channel()
 	if err != nil {
 		conn.Close()
@@ -442,9 +594,21 @@ func (c *client) reason(what string, err error) error {
 }
 
 // close closes the connection; force closes the socket without a handshake.
+// A client on a shared connection closes its channel (force closes the
+// shared socket); runner.shutdown closes the shared connections.
 func (c *client) close(force bool) {
 	if c.wire != nil {
 		c.wire.closeConn(force, c.wireDone)
+		return
+	}
+	if c.shared != nil {
+		if force {
+			c.shared.c.close(true)
+			return
+		}
+		if !c.closed.Swap(true) && c.ch != nil {
+			_ = c.ch.Close()
+		}
 		return
 	}
 	if force {
@@ -509,12 +673,19 @@ func (r *runner) declare(a *client) error {
 			return wrap("declare exchange "+strconv.Quote(cfg.Exchange), err)
 		}
 	}
+	// Thousands of queues are declared without waiting for each reply; a
+	// failure closes the channel, which the last, synchronous call sees.
+	noWait := len(r.queues) > manyQueues
 	for _, q := range r.queues {
-		if _, err := a.ch.QueueDeclare(q, durable, false, false, false, amqp.Table(cfg.QueueArgs)); err != nil {
+		if noWait {
+			if _, err := a.ch.QueueDeclare(q, durable, false, false, true, amqp.Table(cfg.QueueArgs)); err != nil {
+				return wrap("declare queue "+strconv.Quote(q), err)
+			}
+		} else if _, err := a.ch.QueueDeclare(q, durable, false, false, false, amqp.Table(cfg.QueueArgs)); err != nil {
 			return wrap("declare queue "+strconv.Quote(q), err)
 		}
 		if !cfg.stream() { // a stream cannot be purged
-			if _, err := a.ch.QueuePurge(q, false); err != nil {
+			if _, err := a.ch.QueuePurge(q, noWait); err != nil {
 				return wrap("purge queue "+strconv.Quote(q), err)
 			}
 		}
@@ -525,7 +696,7 @@ func (r *runner) declare(a *client) error {
 		if key == "" {
 			key = q
 		}
-		if err := a.ch.QueueBind(q, key, cfg.Exchange, false, nil); err != nil {
+		if err := a.ch.QueueBind(q, key, cfg.Exchange, noWait, nil); err != nil {
 			return wrap("bind queue "+strconv.Quote(q), err)
 		}
 	}
@@ -535,8 +706,18 @@ func (r *runner) declare(a *client) error {
 			return wrap("bind queue "+strconv.Quote(q), err)
 		}
 	}
+	if noWait {
+		q := r.queues[len(r.queues)-1]
+		if _, err := a.ch.QueueDeclarePassive(q, durable, false, false, false, amqp.Table(cfg.QueueArgs)); err != nil {
+			return wrap("declare queues", err)
+		}
+	}
 	return nil
 }
+
+// manyQueues is the queue count above which topology calls do not wait for
+// each reply.
+const manyQueues = 1000
 
 // drainTarget returns the messages ready in the run's queues on every
 // broker: what the consumers of a backlog run drain.
@@ -603,7 +784,11 @@ func (r *runner) cleanupTopology() {
 					}
 					a.ch = ch
 				}
-				_, _ = a.ch.QueueDelete(q, false, false, false)
+				_, _ = a.ch.QueueDelete(q, false, false, len(r.queues) > manyQueues)
+			}
+			if len(r.queues) > manyQueues && !a.ch.IsClosed() {
+				// Wait for the deletes sent without waiting.
+				_, _ = a.ch.QueueDeclarePassive("amq.gen-warrenperf-none", false, false, false, false, nil)
 			}
 			if r.declaresExchange() && !a.ch.IsClosed() {
 				_ = a.ch.ExchangeDelete(r.cfg.Exchange, false, false)
@@ -650,6 +835,7 @@ func newProducer(r *runner, i int) *producer {
 		limit:    cfg.ProducerMessages,
 		rng:      rand.New(rand.NewPCG(uint64(i)+1, uint64(time.Now().UnixNano()))),
 	}
+	p.group = r.groupOf("producer", i)
 	if p.key == "" {
 		p.key = r.queues[i%len(r.queues)]
 	}
@@ -760,6 +946,9 @@ func (p *producer) loop() error {
 		key := p.key
 		if p.r.keys != nil {
 			key = p.r.keys[p.rng.IntN(len(p.r.keys))]
+		} else if cs := p.r.consumers; cfg.ExclusiveQueues && len(cs) > 0 {
+			// Replies to the RPC clients' queues, each in turn.
+			key = cs[(p.id+int(n))%len(cs)].queue
 		}
 		pub.Body = p.body.stamp(time.Now().UnixNano())
 		if cfg.Priorities > 0 {
@@ -867,7 +1056,7 @@ type consumer struct {
 
 func newConsumer(r *runner, j int) *consumer {
 	cfg := r.cfg
-	return &consumer{
+	c := &consumer{
 		client: r.newClient(fmt.Sprintf("%s-consumer-%d", cfg.ID, j), cfg.URIs[j%len(cfg.URIs)]),
 		id:     j,
 		queue:  r.queues[j%len(r.queues)],
@@ -875,6 +1064,8 @@ func newConsumer(r *runner, j int) *consumer {
 		cur:    NewHistogram(),
 		spare:  NewHistogram(),
 	}
+	c.group = r.groupOf("consumer", j)
+	return c
 }
 
 func (c *consumer) connect() error {
@@ -890,6 +1081,13 @@ func (c *consumer) connect() error {
 			if err := c.ch.Qos(cfg.Prefetch, 0, false); err != nil {
 				return c.reason("basic.qos", err)
 			}
+		}
+		if cfg.ExclusiveQueues {
+			q, err := c.ch.QueueDeclare("", false, true, true, false, nil)
+			if err != nil {
+				return fmt.Errorf("%w: %w", ErrTopology, c.reason("declare an exclusive queue", err))
+			}
+			c.queue = q.Name
 		}
 		c.cancels = c.ch.NotifyCancel(make(chan string, 1))
 		d, err := c.ch.Consume(c.queue, c.tag, cfg.AutoAck, false, false, false, amqp.Table(cfg.ConsumerArgs))

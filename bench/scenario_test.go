@@ -125,3 +125,57 @@ func TestSelectScenarios(t *testing.T) {
 		}
 	}
 }
+
+// The extension and scale suites in scenarios/ parse into valid configs
+// with the options their names promise.
+func TestScenarioFiles(t *testing.T) {
+	for file, want := range map[string][]string{
+		"extensions.json": {"plain-256b", "priority-10", "priority-10-backlog", "stream-10m", "reject-publish-2x"},
+		"scale.json": {"rpc-3000", "connections-5000", "queues-10000-slow", "drained-200x16k", "near-empty-100",
+			"large-1m", "large-16m", "churn-100", "churn-20000", "churn-100000"},
+	} {
+		all, err := LoadScenarios(filepath.Join("scenarios", file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(all) != len(want) {
+			t.Fatalf("%s: %d scenarios, want %d", file, len(all), len(want))
+		}
+		cfgs := map[string]Config{}
+		for i, s := range all {
+			if s.Name != want[i] || s.Description == "" {
+				t.Errorf("%s: scenario %d is %q (%q), want %q", file, i+1, s.Name, s.Description, want[i])
+			}
+			c, err := s.Config()
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfgs[s.Name] = c
+		}
+		switch file {
+		case "extensions.json":
+			if c := cfgs["priority-10"]; c.QueueArgs["x-max-priority"] != int64(9) || c.Priorities != 10 {
+				t.Errorf("priority-10: %+v", c)
+			}
+			if c := cfgs["stream-10m"]; !c.stream() || c.Backlog != 10_000_000 || c.ConsumerArgs["x-stream-offset"] != "first" {
+				t.Errorf("stream-10m: %+v", c)
+			}
+			if c := cfgs["reject-publish-2x"]; c.QueueArgs["x-overflow"] != "reject-publish" || c.Rate != 2*c.ConsumerRate {
+				t.Errorf("reject-publish-2x: %+v", c)
+			}
+		case "scale.json":
+			if c := cfgs["rpc-3000"]; !c.ExclusiveQueues || c.Consumers != 3000 || c.Settle <= 0 {
+				t.Errorf("rpc-3000: %+v", c)
+			}
+			if c := cfgs["queues-10000-slow"]; c.QueueCount != 10000 || c.Producers != 10000 || c.Rate != 1 || c.ChannelsPerConnection != 100 {
+				t.Errorf("queues-10000-slow: %+v", c)
+			}
+			if c := cfgs["large-16m"]; c.Size != 16<<20 || !c.Persistent {
+				t.Errorf("large-16m: %+v", c)
+			}
+			if c := cfgs["churn-100000"]; c.Churn != 1 || c.QueueCount != 100000 || !c.durable() {
+				t.Errorf("churn-100000: %+v", c)
+			}
+		}
+	}
+}

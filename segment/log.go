@@ -74,6 +74,9 @@ type piece struct {
 	body   []byte
 	closed bool // pending: takes no more records
 	lru    uint64
+	// pins counts ViewPinned calls reading the piece outside the log's
+	// lock: its buffers are not recycled meanwhile.
+	pins int32
 }
 
 func (p *piece) end() uint64  { return p.first + uint64(p.count) }
@@ -160,6 +163,10 @@ type Log struct {
 	rec                     Recovery
 	stats                   Stats
 	view                    Record // scratch for View, so it does not allocate
+
+	// vmu serialises ViewPinned calls, which share pview (taken before mu).
+	vmu   sync.Mutex
+	pview Record
 
 	// Syncer bookkeeping, guarded by the Syncer's mutex or owned by its loop.
 	syncDirty bool
@@ -335,7 +342,7 @@ func (l *Log) recycleLocked() *piece {
 		}
 	}
 	c := l.cache[v]
-	if c.body != nil || cap(c.raw) > 2*l.opts.ChunkSize {
+	if c.body != nil || cap(c.raw) > 2*l.opts.ChunkSize || c.pins > 0 {
 		return nil
 	}
 	l.dropCacheLocked(v)
@@ -1075,7 +1082,7 @@ func (l *Log) Read(seq uint64) (Record, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var v recordView
-	if err := l.findLocked(seq, &v); err != nil {
+	if _, err := l.findLocked(seq, &v); err != nil {
 		return Record{}, err
 	}
 	n := len(v.exchange) + len(v.key) + len(v.props) + len(v.body)
@@ -1104,7 +1111,7 @@ func (l *Log) View(seq uint64, fn func(*Record) error) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var v recordView
-	if err := l.findLocked(seq, &v); err != nil {
+	if _, err := l.findLocked(seq, &v); err != nil {
 		return err
 	}
 	r := &l.view
@@ -1113,6 +1120,36 @@ func (l *Log) View(seq uint64, fn func(*Record) error) error {
 		Props: v.props, Body: v.body}
 	err := fn(r)
 	*r = Record{}
+	return err
+}
+
+// ViewPinned is View that runs fn without the log's lock, so appends,
+// syncs and reads of other records go on while fn encodes or copies the
+// record (a delivery to a slow consumer must not hold up the syncer). The
+// record's piece is pinned meanwhile: its buffers are not recycled, and
+// appends to a pending piece write only past the records already in it.
+// ViewPinned calls on one log run one at a time.
+func (l *Log) ViewPinned(seq uint64, fn func(*Record) error) error {
+	l.vmu.Lock()
+	defer l.vmu.Unlock()
+	l.mu.Lock()
+	var v recordView
+	p, err := l.findLocked(seq, &v)
+	if err != nil {
+		l.mu.Unlock()
+		return err
+	}
+	p.pins++
+	l.mu.Unlock()
+	r := &l.pview
+	*r = Record{Seq: seq, Timestamp: v.ts, Flags: v.flags,
+		Exchange: bytesString(v.exchange), RoutingKey: bytesString(v.key),
+		Props: v.props, Body: v.body}
+	err = fn(r)
+	*r = Record{}
+	l.mu.Lock()
+	p.pins--
+	l.mu.Unlock()
 	return err
 }
 
@@ -1138,12 +1175,12 @@ func findPiece(ps []*piece, seq uint64) *piece {
 	return nil
 }
 
-func (l *Log) findLocked(seq uint64, v *recordView) error {
+func (l *Log) findLocked(seq uint64, v *recordView) (*piece, error) {
 	if l.closed {
-		return ErrClosed
+		return nil, ErrClosed
 	}
 	if seq < l.firstSeqLocked() || seq >= l.nextSeq {
-		return fmt.Errorf("%w: %d", ErrNotFound, seq)
+		return nil, fmt.Errorf("%w: %d", ErrNotFound, seq)
 	}
 	l.touched = true
 	p := findPiece(l.pend, seq)
@@ -1162,33 +1199,33 @@ func (l *Log) findLocked(seq uint64, v *recordView) error {
 	}
 	if p != nil {
 		if !p.view(seq, v) {
-			return fmt.Errorf("%w: record %d in memory", ErrCorrupt, seq)
+			return nil, fmt.Errorf("%w: record %d in memory", ErrCorrupt, seq)
 		}
-		return nil
+		return p, nil
 	}
 	i := sort.Search(len(l.segs), func(i int) bool { return l.segs[i].base > seq }) - 1
 	if i < 0 {
-		return fmt.Errorf("%w: %d", ErrLost, seq)
+		return nil, fmt.Errorf("%w: %d", ErrLost, seq)
 	}
 	s := l.segs[i]
 	j := sort.Search(len(s.chunks), func(j int) bool {
 		return s.chunks[j].first+uint64(s.chunks[j].count) > seq
 	})
 	if j == len(s.chunks) || s.chunks[j].first > seq {
-		return fmt.Errorf("%w: %d in %s", ErrLost, seq, s.name)
+		return nil, fmt.Errorf("%w: %d in %s", ErrLost, seq, s.name)
 	}
 	ref := &s.chunks[j]
 	if ref.bad {
-		return fmt.Errorf("%w: %d in %s at %d", ErrLost, seq, s.name, ref.off)
+		return nil, fmt.Errorf("%w: %d in %s at %d", ErrLost, seq, s.name, ref.off)
 	}
 	c, err := l.loadChunkLocked(s, ref)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if !c.view(seq, v) {
-		return fmt.Errorf("%w: record %d in %s at %d", ErrCorrupt, seq, s.name, ref.off)
+		return nil, fmt.Errorf("%w: record %d in %s at %d", ErrCorrupt, seq, s.name, ref.off)
 	}
-	return nil
+	return c, nil
 }
 
 // cachePutLocked adds a decoded (or just written) piece to the read cache,
@@ -1216,7 +1253,7 @@ func (l *Log) dropCacheLocked(i int) {
 	if len(l.cache) == 0 {
 		l.cache = nil
 	}
-	if p.body == nil && cap(p.raw) <= 2*l.opts.ChunkSize && len(l.free) < 1 {
+	if p.body == nil && cap(p.raw) <= 2*l.opts.ChunkSize && len(l.free) < 1 && p.pins == 0 {
 		l.free = append(l.free, p)
 	}
 }

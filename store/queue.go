@@ -188,8 +188,10 @@ const (
 // requeued messages first, in sequence order, flagged redelivered; then
 // messages from the ready cursor, skipping acked ones. fn sees the message
 // without a copy: its Record aliases the log's buffers and is valid only
-// during the call, which runs under the queue's and the log's locks, so fn
-// must not call the queue or the log. It returns how many were taken.
+// during the call, which runs under the queue's lock but not the log's
+// (segment.Log.ViewPinned), so the syncer seals and appends go on while fn
+// encodes a delivery; fn must not call the queue or the log. It returns
+// how many were taken.
 // Messages lost to corruption and non-persistent messages written before
 // the last restart are dropped (acked) when reached, without calling fn.
 func (q *Queue) Deliver(max int, fn func(*Message) Verdict) int {
@@ -225,7 +227,7 @@ func (q *Queue) Deliver(max int, fn func(*Message) Verdict) int {
 		msg = Message{Seq: seq, Redelivered: true}
 		verdict = Take
 		size = 0
-		if err := q.log.View(seq, view); err != nil {
+		if err := q.log.ViewPinned(seq, view); err != nil {
 			if !q.dropLocked(seq, err) {
 				// Unreadable for now: newer messages must not overtake it.
 				if changed {
@@ -269,7 +271,7 @@ func (q *Queue) Deliver(max int, fn func(*Message) Verdict) int {
 		verdict = Take
 		counted := true
 		size = 0
-		if err := q.log.View(seq, view); err != nil {
+		if err := q.log.ViewPinned(seq, view); err != nil {
 			if !q.dropLocked(seq, err) {
 				break
 			}

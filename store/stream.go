@@ -145,8 +145,9 @@ func (st *Stream) LastChunk() uint64 {
 // (the record is valid during the call only), until fn returns false or
 // the stream's end; it returns the sequence to read next. A seq below the
 // retained range starts at the first retained message; messages lost to
-// corruption are skipped (and logged). fn runs under the log's lock: it
-// must not call the stream.
+// corruption are skipped (and logged). fn runs outside the log's lock
+// (segment.Log.ViewPinned; one reader of the log at a time): it must not
+// call the stream.
 func (st *Stream) Read(seq uint64, fn func(seq uint64, r *segment.Record) bool) (uint64, error) {
 	if f := st.First(); seq < f {
 		seq = f
@@ -154,7 +155,7 @@ func (st *Stream) Read(seq uint64, fn func(seq uint64, r *segment.Record) bool) 
 	next := st.Next()
 	for seq < next {
 		more := true
-		err := st.q.log.View(seq, func(r *segment.Record) error {
+		err := st.q.log.ViewPinned(seq, func(r *segment.Record) error {
 			more = fn(seq, r)
 			return nil
 		})
