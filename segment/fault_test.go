@@ -70,6 +70,7 @@ func TestWriteFailuresRetried(t *testing.T) {
 				if i == 400 {
 					fail.Off()
 				}
+				wg.Add(1) // before the append: its waiter may run before it returns
 				seq, err := s.AppendDurable(l, []Record{mkRec(uint64(i+1), 200)}, func(err error) {
 					if err != nil {
 						mu.Lock()
@@ -79,13 +80,13 @@ func TestWriteFailuresRetried(t *testing.T) {
 					wg.Done()
 				})
 				if err != nil {
+					wg.Done() // a refused append never calls its waiter
 					if !errors.Is(err, ErrFailing) {
 						t.Fatalf("append %d: %v", i, err)
 					}
 					refused++
 					continue
 				}
-				wg.Add(1)
 				mu.Lock()
 				accepted[seq] = true
 				mu.Unlock()
