@@ -395,15 +395,13 @@ func status(c *ctl, args []string) error {
 
 func awaitStartup(c *ctl, args []string) error {
 	timeout := 300 * time.Second
-	for i := 0; i < len(args); i++ {
-		if args[i] == "--timeout" && i+1 < len(args) {
-			var s int
-			if _, err := fmt.Sscan(args[i+1], &s); err != nil {
-				return usageErr("bad --timeout %q", args[i+1])
-			}
-			timeout = time.Duration(s) * time.Second
-			i++
+	if t := c.opts.timeout; t != "" {
+		// rabbitmqctl's -t/--timeout, taken as a global flag anywhere.
+		var s int
+		if _, err := fmt.Sscan(t, &s); err != nil || s < 0 {
+			return usageErr("bad --timeout %q", t)
 		}
+		timeout = time.Duration(s) * time.Second
 	}
 	deadline := time.Now().Add(timeout)
 	for {

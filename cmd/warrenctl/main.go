@@ -48,6 +48,7 @@ type options struct {
 	url, username, password string
 	vhost                   string
 	formatter               string // "" (table) or "json"
+	timeout                 string // -t/--timeout: seconds, for the commands that wait
 	quiet, silent, noHeader bool
 	stdout, stderr          io.Writer
 	stdin                   io.Reader
@@ -101,11 +102,13 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			dst = &o.username
 		case "--password":
 			dst = &o.password
-		case "-p":
+		case "-p", "--vhost":
 			dst = &o.vhost
 		case "--formatter":
 			dst = &o.formatter
-		case "-n", "--node", "-t", "--timeout", "-l", "--longnames":
+		case "-t", "--timeout":
+			dst = &o.timeout
+		case "-n", "--node", "-l", "--longnames":
 			if name == "-l" || name == "--longnames" {
 				continue
 			}

@@ -272,8 +272,15 @@ func TestErrorsAndExitCodes(t *testing.T) {
 		{[]string{"--url", "http://127.0.0.1:1", "list_queues"}, 69, "unable to reach the management API"},
 		{[]string{"set_vm_memory_high_watermark", "lots"}, 1, "lots"},
 		{[]string{"--formatter", "xml", "list_queues"}, 64, "unknown formatter"},
+		{[]string{"--url", "http://127.0.0.1:1", "await_startup", "--timeout", "1"}, 69, "did not start within 1s"},
+		{[]string{"--url", "http://127.0.0.1:1", "-t", "1", "await_startup"}, 69, "did not start within 1s"},
+		{[]string{"--vhost", "missing", "list_queues"}, 1, "Not Found"},
 	} {
+		start := time.Now()
 		out, errs, code := w.ctl(t, "", c.args...)
+		if d := time.Since(start); d > 20*time.Second {
+			t.Errorf("warrenctl %v took %v", c.args, d)
+		}
 		if code != c.code || !strings.Contains(errs, c.err) {
 			t.Errorf("warrenctl %v: exit %d (want %d)\nstdout: %s\nstderr: %s", c.args, code, c.code, out, errs)
 		}

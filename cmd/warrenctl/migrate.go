@@ -261,7 +261,7 @@ func (m *migration) moveQueue(vhost, name string) (res queueResult, err error) {
 		return res, err
 	}
 	confirms := dch.NotifyPublish(make(chan amqp.Confirmation, m.prefetch+16))
-	returns := dch.NotifyReturn(make(chan amqp.Return, 1))
+	returns := dch.NotifyReturn(make(chan amqp.Return, 64)) // see settler
 	dstClosed := dst.NotifyClose(make(chan *amqp.Error, 1))
 	srcClosed := src.NotifyClose(make(chan *amqp.Error, 1))
 	deliveries, err := sch.Consume(name, "warrenctl-migrate", false, false, false, false, nil)
@@ -269,50 +269,13 @@ func (m *migration) moveQueue(vhost, name string) (res queueResult, err error) {
 		return res, fmt.Errorf("consuming from the source: %w", err)
 	}
 
-	// tags[i] is the source delivery tag of Warren publish sequence i+1
-	// still waiting for its confirm.
-	var mu sync.Mutex
-	var tags []uint64
-	var firstSeq uint64 = 1
-	confirmed := 0
-	ackErr := make(chan error, 1)
-	ackDone := make(chan struct{})
-	go func() {
-		defer close(ackDone)
-		for c := range confirms {
-			mu.Lock()
-			i := int(c.DeliveryTag - firstSeq)
-			if i < 0 || i >= len(tags) {
-				mu.Unlock()
-				continue
-			}
-			tag := tags[i]
-			mu.Unlock()
-			if !c.Ack {
-				sch.Nack(tag, false, true)
-				select {
-				case ackErr <- fmt.Errorf("Warren refused message %d (nack)", c.DeliveryTag):
-				default:
-				}
-				continue
-			}
-			// Confirms arrive in order; ack the source once per confirm.
-			if err := sch.Ack(tag, false); err != nil {
-				select {
-				case ackErr <- fmt.Errorf("acking the source: %w", err):
-				default:
-				}
-			}
-			mu.Lock()
-			confirmed++
-			if i >= 4095 {
-				// Forget the settled front so the window stays bounded.
-				tags = append(tags[:0], tags[i+1:]...)
-				firstSeq += uint64(i + 1)
-			}
-			mu.Unlock()
-		}
-	}()
+	st := &settler{
+		ack:  func(tag uint64) error { return sch.Ack(tag, false) },
+		nack: func(tag uint64) { sch.Nack(tag, false, true) },
+		errs: make(chan error, 1),
+	}
+	go st.run(confirms, returns)
+	ackErr, mu := st.errs, &st.mu
 
 	published := 0
 	lastReport := time.Now()
@@ -338,9 +301,7 @@ func (m *migration) moveQueue(vhost, name string) (res queueResult, err error) {
 				pub.Headers = h
 				res.redelivered++
 			}
-			mu.Lock()
-			tags = append(tags, d.DeliveryTag)
-			mu.Unlock()
+			st.published(d.DeliveryTag)
 			if err := dch.PublishWithContext(context.Background(), "", name, true, false, pub); err != nil {
 				return res, fmt.Errorf("publishing to Warren: %w", err)
 			}
@@ -352,9 +313,10 @@ func (m *migration) moveQueue(vhost, name string) (res queueResult, err error) {
 				}
 			}
 			idle.Reset(300 * time.Millisecond)
-		case r := <-returns:
-			return res, fmt.Errorf("Warren has no queue '%s' to take the message (%d %s)", r.RoutingKey, r.ReplyCode, r.ReplyText)
 		case err := <-ackErr:
+			mu.Lock()
+			res.moved = st.confirmed
+			mu.Unlock()
 			return res, err
 		case e := <-dstClosed:
 			return res, fmt.Errorf("Warren closed the connection: %v", e)
@@ -362,7 +324,7 @@ func (m *migration) moveQueue(vhost, name string) (res queueResult, err error) {
 			return res, fmt.Errorf("the source closed the connection: %v", e)
 		case <-idle.C:
 			mu.Lock()
-			done := confirmed
+			done := st.confirmed
 			mu.Unlock()
 			if done == published {
 				// Everything moved so far is confirmed and acked: is the
@@ -387,12 +349,109 @@ func (m *migration) moveQueue(vhost, name string) (res queueResult, err error) {
 		}
 		if time.Since(lastReport) > m.reportEvery() {
 			mu.Lock()
-			done := confirmed
+			done := st.confirmed
 			mu.Unlock()
 			res.moved = done
 			m.report(vhost, name, done, int(total), start, false)
 			lastReport = time.Now()
 		}
+	}
+}
+
+// settler acks each message at the source once Warren confirmed it, in
+// publish order. Warren returns a mandatory publish it cannot route (its
+// queue is gone) and then confirms it with an ack, as RabbitMQ does: the
+// return comes first on the wire, and the client library hands it over
+// before the ack, so run looks for returns before it acts on each confirm,
+// and a returned message is never acked at the source. Returns run ahead of
+// confirms, so once one came no later confirm can be matched to the message
+// it was for: every message not yet settled goes back to the source queue
+// (nacked with requeue), for a rerun to move.
+type settler struct {
+	ack  func(tag uint64) error
+	nack func(tag uint64)
+	errs chan error // the first failure; buffered 1
+
+	mu        sync.Mutex
+	tags      []uint64 // tags[i]: source tag of Warren publish firstSeq+i
+	firstSeq  uint64
+	confirmed int
+}
+
+// published records the source delivery tag of the next publish to Warren.
+func (s *settler) published(tag uint64) {
+	s.mu.Lock()
+	if s.firstSeq == 0 {
+		s.firstSeq = 1
+	}
+	s.tags = append(s.tags, tag)
+	s.mu.Unlock()
+}
+
+func (s *settler) fail(err error) {
+	select {
+	case s.errs <- err:
+	default:
+	}
+}
+
+// run settles until confirms is closed.
+func (s *settler) run(confirms <-chan amqp.Confirmation, returns <-chan amqp.Return) {
+	returned := false
+	noteReturn := func(r amqp.Return) {
+		if !returned {
+			returned = true
+			s.fail(fmt.Errorf("Warren has no queue '%s' to take the message (%d %s); the messages not yet settled stay in the source", r.RoutingKey, r.ReplyCode, r.ReplyText))
+		}
+	}
+	for {
+		var c amqp.Confirmation
+		select {
+		case r := <-returns:
+			noteReturn(r)
+			continue
+		case cc, ok := <-confirms:
+			if !ok {
+				return
+			}
+			c = cc
+		}
+	drain:
+		for {
+			select {
+			case r := <-returns:
+				noteReturn(r)
+			default:
+				break drain
+			}
+		}
+		s.mu.Lock()
+		i := int(c.DeliveryTag - s.firstSeq)
+		if i < 0 || i >= len(s.tags) {
+			s.mu.Unlock()
+			continue
+		}
+		tag := s.tags[i]
+		s.mu.Unlock()
+		if !c.Ack || returned {
+			s.nack(tag)
+			if !c.Ack {
+				s.fail(fmt.Errorf("Warren refused message %d (nack)", c.DeliveryTag))
+			}
+			continue
+		}
+		// Confirms arrive in order; ack the source once per confirm.
+		if err := s.ack(tag); err != nil {
+			s.fail(fmt.Errorf("acking the source: %w", err))
+		}
+		s.mu.Lock()
+		s.confirmed++
+		if i >= 4095 {
+			// Forget the settled front so the window stays bounded.
+			s.tags = append(s.tags[:0], s.tags[i+1:]...)
+			s.firstSeq += uint64(i + 1)
+		}
+		s.mu.Unlock()
 	}
 }
 

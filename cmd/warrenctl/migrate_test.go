@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -235,5 +236,80 @@ func TestMigrateNeedsItsSource(t *testing.T) {
 	}
 	if _, errs, code := w.ctl(t, "", "migrate"); code != 64 || !strings.Contains(errs, "--from") {
 		t.Fatalf("without --from: %d %s", code, errs)
+	}
+}
+
+// TestSettlerNeverAcksReturned feeds the settler what the client library
+// hands over when Warren cannot route a publish: the return, then the
+// positive confirm of the same message. The source must see a requeue for
+// it and for everything after it, and acks only for what came before.
+func TestSettlerNeverAcksReturned(t *testing.T) {
+	var mu sync.Mutex
+	var acked, nacked []uint64
+	st := &settler{
+		ack:  func(tag uint64) error { mu.Lock(); acked = append(acked, tag); mu.Unlock(); return nil },
+		nack: func(tag uint64) { mu.Lock(); nacked = append(nacked, tag); mu.Unlock() },
+		errs: make(chan error, 1),
+	}
+	for tag := uint64(101); tag <= 106; tag++ { // source tags of Warren publishes 1..6
+		st.published(tag)
+	}
+	confirms := make(chan amqp.Confirmation, 8)
+	returns := make(chan amqp.Return, 8)
+	done := make(chan struct{})
+	go func() { st.run(confirms, returns); close(done) }()
+	confirms <- amqp.Confirmation{DeliveryTag: 1, Ack: true}
+	confirms <- amqp.Confirmation{DeliveryTag: 2, Ack: true}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		st.mu.Lock()
+		n := st.confirmed
+		st.mu.Unlock()
+		if n == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first two confirms were not settled")
+		}
+	}
+	// Publish 4 is returned; returns run ahead of confirms, so 3 may be
+	// fine or not: it is requeued too.
+	returns <- amqp.Return{RoutingKey: "gone", ReplyCode: 312, ReplyText: "NO_ROUTE"}
+	for tag := uint64(3); tag <= 6; tag++ {
+		confirms <- amqp.Confirmation{DeliveryTag: tag, Ack: true}
+	}
+	close(confirms)
+	<-done
+	if fmt.Sprint(acked) != "[101 102]" || fmt.Sprint(nacked) != "[103 104 105 106]" {
+		t.Fatalf("acked %v, requeued %v: want 101, 102 acked and the rest requeued", acked, nacked)
+	}
+	select {
+	case err := <-st.errs:
+		if !strings.Contains(err.Error(), "no queue 'gone'") {
+			t.Fatalf("error %v", err)
+		}
+	default:
+		t.Fatal("no error reported for the return")
+	}
+	if st.confirmed != 2 {
+		t.Fatalf("confirmed %d, want 2", st.confirmed)
+	}
+}
+
+// The return and the confirm of one message can both be pending when the
+// settler wakes: it must see the return first whichever it picks.
+func TestSettlerReturnAndConfirmPendingTogether(t *testing.T) {
+	for round := 0; round < 200; round++ {
+		var acked int
+		st := &settler{ack: func(uint64) error { acked++; return nil }, nack: func(uint64) {}, errs: make(chan error, 1)}
+		st.published(7)
+		confirms := make(chan amqp.Confirmation, 1)
+		returns := make(chan amqp.Return, 1)
+		returns <- amqp.Return{RoutingKey: "gone"}
+		confirms <- amqp.Confirmation{DeliveryTag: 1, Ack: true}
+		close(confirms)
+		st.run(confirms, returns)
+		if acked != 0 {
+			t.Fatalf("round %d: the returned message was acked at the source", round)
+		}
 	}
 }
