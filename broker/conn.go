@@ -126,7 +126,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 		owned:       make(map[*queue]struct{}),
 		live:        make(map[*channel]struct{}),
 	}
-	c.src = countingReader{r: nc, n: &c.recvOct}
+	c.src = &socketReader{c: c, r: nc}
 	c.small = bufio.NewReaderSize(c.src, smallReadBuf)
 	c.br = c.small
 	c.log = s.log.With().Uint64("conn", id).Str("peer", nc.RemoteAddr().String()).Logger()
@@ -411,22 +411,56 @@ func (c *conn) releaseReadBuffer() {
 	bigReaders.Put(big)
 }
 
+// socketReader is what the connection's read buffer reads from. It counts
+// the bytes, notes when the peer last sent something (for the writer, to
+// tell a slow reader from a dead peer) and, while readLoop runs with a
+// heartbeat, re-arms the read deadline before each read that reaches the
+// socket, at most once a second. Arming it here, where the socket is read,
+// and not where frames are parsed, keeps it right whatever the buffer
+// holds: after the reader was blocked (an alarm, a backlogged writer) a
+// partial frame may wait in the buffer while the deadline set before the
+// block has long passed.
+type socketReader struct {
+	c     *conn
+	r     io.Reader
+	arm   bool // set by readLoop; off while draining before a close
+	armed time.Time
+}
+
+func (s *socketReader) Read(p []byte) (int, error) {
+	c := s.c
+	if s.arm && c.heartbeat > 0 {
+		if now := time.Now(); now.Sub(s.armed) > time.Second {
+			c.nc.SetReadDeadline(now.Add(2 * c.heartbeat))
+			s.armed = now
+		}
+	}
+	n, err := s.r.Read(p)
+	if n > 0 {
+		c.recvOct.Add(uint64(n))
+		c.lastRead.Store(time.Now().UnixNano())
+	}
+	return n, err
+}
+
+// armHeartbeat turns the heartbeat deadline of socketReader on or off (a
+// close sets its own deadline).
+func (c *conn) armHeartbeat(on bool) {
+	if s, ok := c.src.(*socketReader); ok {
+		s.arm, s.armed = on, time.Time{}
+	}
+}
+
 // readLoop reads and dispatches frames until the connection ends.
 func (c *conn) readLoop() error {
-	var deadlineSet time.Time
+	c.armHeartbeat(true)
+	c.lastRead.Store(time.Now().UnixNano())
 	for {
 		c.waitWriter()
 		if c.br.Buffered() == 0 {
 			// A read will reach the socket: size the read buffer to the
-			// traffic, note the time for the writer and (re-)arm the
-			// heartbeat deadline, at most once a second.
-			now := time.Now()
-			c.adaptReadBuffer(now)
-			c.lastRead.Store(now.UnixNano())
-			if c.heartbeat > 0 && now.Sub(deadlineSet) > time.Second {
-				c.nc.SetReadDeadline(now.Add(2 * c.heartbeat))
-				deadlineSet = now
-			}
+			// traffic.
+			c.adaptReadBuffer(time.Now())
 		}
 		f, err := c.fr.ReadFrame()
 		if err != nil {
@@ -463,7 +497,6 @@ func (c *conn) readLoop() error {
 		if c.mustBlock {
 			c.mustBlock = false
 			c.blockWhileAlarmed()
-			deadlineSet = time.Time{} // re-arm the heartbeat deadline
 		}
 		if c.br.Buffered() == 0 {
 			c.flushDirty()
@@ -482,6 +515,7 @@ func (c *conn) connectionError(e *amqpwire.Error) {
 // drainUntilCloseOk discards frames until the peer answers close-ok, as the
 // spec asks, for at most a few seconds.
 func (c *conn) drainUntilCloseOk() error {
+	c.armHeartbeat(false)
 	c.nc.SetReadDeadline(time.Now().Add(3 * time.Second))
 	for {
 		f, err := c.fr.ReadFrame()
@@ -604,13 +638,16 @@ func (c *conn) markDirty(ch *channel) {
 	}
 }
 
-// sendMethod queues one method frame for the writer.
+// sendMethod queues one method frame for the writer. Replies count
+// towards the congestion limit: a client that pipelines methods (or
+// publishes with confirms) and never reads the answers stops being read.
 func (c *conn) sendMethod(ch uint16, m amqpwire.Method) {
 	c.wmu.Lock()
 	wake := false
 	if !c.wclosed {
 		wake = len(c.out) == 0 // a non-empty buffer has a wake-up pending
 		c.out = amqpwire.AppendMethodFrame(c.out, ch, m)
+		c.noteCongestionLocked(false)
 	}
 	c.wmu.Unlock()
 	if wake {
@@ -628,7 +665,7 @@ func (c *conn) sendContent(ch uint16, m amqpwire.Method, props, body []byte) {
 		wake = len(c.out) == 0
 		c.out = amqpwire.AppendMethodFrame(c.out, ch, m)
 		c.out = amqpwire.AppendContentFrames(c.out, ch, amqpwire.ClassBasic, uint64(len(body)), props, body, c.frameMax)
-		c.noteCongestionLocked()
+		c.noteCongestionLocked(false)
 	}
 	c.wmu.Unlock()
 	if wake {
@@ -645,13 +682,16 @@ func (c *conn) signal() {
 }
 
 // noteCongestionLocked marks the connection stalled when the writer is too
-// far behind: queues stop delivering to it, and past twice the limit the
-// reader stops reading the client (who is producing returns or replies it
-// does not read) until the writer catches up. Called with c.wmu held.
-func (c *conn) noteCongestionLocked() {
+// far behind: queues stop delivering to it. Past twice the limit, what the
+// client causes itself (replies, returns, get-ok; not delivery) also stops
+// the reader reading the client until the writer catches up. Deliveries
+// only stall: they are bounded by the stall already (a queue checks it
+// before each message), and a slow consumer must go on being read, or its
+// heartbeats and acks would not be seen. Called with c.wmu held.
+func (c *conn) noteCongestionLocked(delivery bool) {
 	if lim := c.s.cfg.CongestionLimit; len(c.out) > lim {
 		c.stalled.Store(true)
-		if len(c.out) > 2*lim {
+		if !delivery && len(c.out) > 2*lim {
 			c.backlogged.Store(true)
 		}
 	}

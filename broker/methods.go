@@ -460,6 +460,17 @@ func (ch *channel) basicGet(m *amqpwire.BasicGet) error {
 	if q.kind == kindStream {
 		return amqpErr(amqpwire.NotImplemented, m, "basic.get not supported by stream queues queue '%s' in vhost '%s'", q.name, q.vh.name)
 	}
+	if c := ch.c; !m.NoAck && c.unacked.Load() >= c.s.cfg.MaxUnacked {
+		// The connection's bound on unacked deliveries holds for basic.get
+		// too: the client sees an empty queue, as a consumer at the bound
+		// gets nothing more, until it acks.
+		if !c.unackedCapped.Swap(true) {
+			c.log.Warn().Int64("max_unacked", c.s.cfg.MaxUnacked).Str("queue", q.name).
+				Msg("basic.get answered empty: the connection holds --max-unacked deliveries awaiting an ack")
+		}
+		ch.c.sendMethod(ch.id, &amqpwire.BasicGetEmpty{})
+		return nil
+	}
 	ok, msg := q.get(ch, m.NoAck)
 	if ok == nil {
 		ch.c.sendMethod(ch.id, &amqpwire.BasicGetEmpty{})

@@ -396,7 +396,7 @@ func (q *queue) sendLocked(c *consumer, m *store.Message) {
 		wake = len(conn.out) == 0
 		conn.out = amqpwire.AppendMethodFrame(conn.out, ch.id, d)
 		conn.out = amqpwire.AppendContentFrames(conn.out, ch.id, amqpwire.ClassBasic, uint64(len(m.Record.Body)), props, m.Record.Body, conn.frameMax)
-		conn.noteCongestionLocked()
+		conn.noteCongestionLocked(true)
 	}
 	conn.wmu.Unlock()
 	ch.umu.Unlock()

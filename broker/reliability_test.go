@@ -508,3 +508,133 @@ func TestConsumerTimeout(t *testing.T) {
 		t.Fatalf("channel closed although every delivery was acked: %v", err)
 	}
 }
+
+// TestUnreadRepliesStopTheReader: a client that pipelines methods and never
+// reads their replies stops being read once the replies pass twice the
+// congestion limit: the broker's output buffer stays bounded.
+func TestUnreadRepliesStopTheReader(t *testing.T) {
+	const limit = 64 << 10
+	b := startBrokerConfig(t, Config{CongestionLimit: limit})
+	name := strings.Repeat("r", 250)
+	_, ch := b.channel()
+	if _, err := ch.QueueDeclare(name, false, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	r := dialRaw(t, b)
+	r.open()
+	r.method(1, &amqpwire.ChannelOpen{})
+	expect[*amqpwire.ChannelOpenOk](r)
+	var batch []byte
+	for range 200 {
+		batch = amqpwire.AppendMethodFrame(batch, 1, &amqpwire.QueueDeclare{Queue: name, Passive: true})
+	}
+	const total = 256 << 20
+	written := 0
+	r.nc.SetWriteDeadline(time.Now().Add(2 * time.Second))
+	for written < total {
+		n, err := r.nc.Write(batch)
+		written += n
+		if err != nil {
+			break // blocked: the broker stopped reading us
+		}
+	}
+	if written >= total {
+		t.Fatalf("the broker read %d MB of declares whose replies were never read", written>>20)
+	}
+	if n, max := b.outBytes(), 2*limit+4<<10; n > max {
+		t.Fatalf("%d bytes of replies buffered, bound %d", n, max)
+	}
+	t.Logf("client blocked after %d MB of declares; broker holds %d KB of replies", written>>20, b.outBytes()>>10)
+}
+
+// TestGetBoundedByMaxUnacked: basic.get without no-ack takes from the same
+// per-connection bound as consumers; past it the queue looks empty until
+// the client acks.
+func TestGetBoundedByMaxUnacked(t *testing.T) {
+	b := startBrokerConfig(t, Config{MaxUnacked: 50})
+	_, ch := b.channel()
+	ch.QueueDeclare("getq", false, false, false, false, nil)
+	for i := 0; i < 80; i++ {
+		publish(t, ch, "", "getq", amqp.Publishing{Body: []byte("x")})
+	}
+	var last uint64
+	got := 0
+	for i := 0; i < 80; i++ {
+		d, ok, err := ch.Get("getq", false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			got++
+			last = d.DeliveryTag
+		}
+	}
+	if got != 50 {
+		t.Fatalf("%d gets answered with a message, want the bound of 50", got)
+	}
+	if err := ch.Ack(last, true); err != nil {
+		t.Fatal(err)
+	}
+	d, ok, err := ch.Get("getq", false)
+	if err != nil || !ok {
+		t.Fatalf("after the acks: %v %v", ok, err)
+	}
+	d.Ack(false)
+	if q, err := b.srv.Queue("/", "getq"); err != nil || q.Ready != 29 {
+		t.Fatalf("queue after 51 gets of 80: %+v %v", q, err)
+	}
+}
+
+// TestSlowLargeConsumerStillRead: deliveries past twice the congestion
+// limit (one large message is enough) stall the consumer's connection but
+// do not stop the broker reading it: its acks (and heartbeats) still count.
+func TestSlowLargeConsumerStillRead(t *testing.T) {
+	const limit = 64 << 10
+	b := startBrokerConfig(t, Config{CongestionLimit: limit})
+	_, pch := b.channel()
+	pch.QueueDeclare("bigq", false, false, false, false, nil)
+	r := dialRaw(t, b)
+	r.nc.(*net.TCPConn).SetReadBuffer(16 << 10)
+	r.open()
+	r.method(1, &amqpwire.ChannelOpen{})
+	expect[*amqpwire.ChannelOpenOk](r)
+	r.method(1, &amqpwire.BasicConsume{Queue: "bigq", ConsumerTag: "slow"})
+	expect[*amqpwire.BasicConsumeOk](r)
+	body := make([]byte, 1<<20)
+	for i := 0; i < 32; i++ {
+		publish(t, pch, "", "bigq", amqp.Publishing{Body: body})
+	}
+	// The raw client reads nothing more: the broker's buffer holds what the
+	// socket did not take.
+	deadline := time.Now().Add(5 * time.Second)
+	for b.outBytes() <= 2*limit {
+		if time.Now().After(deadline) {
+			t.Fatalf("the deliveries did not back up: %d bytes buffered", b.outBytes())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	q, _ := b.srv.Queue("/", "bigq")
+	if q.Unacked < 2 {
+		t.Fatalf("fewer than two deliveries: %+v", q)
+	}
+	// Ack them one at a time: each ack must be read and applied although
+	// the connection's output stays backed up (a blocked reader would take
+	// one frame at most).
+	for tag, left := uint64(1), q.Unacked; left > 0; tag++ {
+		r.method(1, &amqpwire.BasicAck{DeliveryTag: tag})
+		left--
+		for {
+			q, _ = b.srv.Queue("/", "bigq")
+			if q.Unacked <= left {
+				break
+			}
+			if time.Now().After(deadline.Add(5 * time.Second)) {
+				t.Fatalf("ack %d of a stalled consumer was not read: %+v", tag, q)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if b.outBytes() <= 2*limit {
+			break // the writer caught up meanwhile: nothing more to show
+		}
+	}
+}

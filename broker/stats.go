@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"io"
 	"sync/atomic"
 )
 
@@ -109,15 +108,3 @@ func (q *queue) flushRoundLocked() {
 	*r = roundCounts{}
 }
 
-// countingReader counts the bytes read from a connection's socket: one
-// atomic add per read system call.
-type countingReader struct {
-	r io.Reader
-	n *atomic.Uint64
-}
-
-func (c countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n.Add(uint64(n))
-	return n, err
-}

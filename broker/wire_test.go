@@ -210,3 +210,59 @@ func TestResourceAlarmsBlockPublishers(t *testing.T) {
 		})
 	}
 }
+
+// TestBlockedPublisherKeptAfterLongAlarm: a publisher with a heartbeat of
+// 1 s is blocked by an alarm for 3 s, with half a message already read
+// into the broker's buffer. When the alarm clears the broker reads on: the
+// heartbeat deadline is re-armed for the socket read that completes the
+// frame (it was set before the block and has long passed), so the
+// connection is not dropped as dead and both messages arrive.
+func TestBlockedPublisherKeptAfterLongAlarm(t *testing.T) {
+	b := startBrokerConfig(t, Config{AlarmInterval: 20 * time.Millisecond})
+	_, cch := b.channel()
+	cch.QueueDeclare("alarm-hb", false, false, false, false, nil)
+	r := dialRaw(t, b)
+	r.send([]byte(amqpwire.ProtocolHeader))
+	expect[*amqpwire.ConnectionStart](r)
+	r.method(0, &amqpwire.ConnectionStartOk{ClientProperties: amqpwire.Table{"capabilities": amqpwire.Table{"connection.blocked": true}},
+		Mechanism: "PLAIN", Response: "\x00guest\x00guest", Locale: "en_US"})
+	expect[*amqpwire.ConnectionTune](r)
+	r.method(0, &amqpwire.ConnectionTuneOk{ChannelMax: 2047, FrameMax: 131072, Heartbeat: 1})
+	r.method(0, &amqpwire.ConnectionOpen{VirtualHost: "/"})
+	expect[*amqpwire.ConnectionOpenOk](r)
+	r.method(1, &amqpwire.ChannelOpen{})
+	expect[*amqpwire.ChannelOpenOk](r)
+	if err := b.srv.SetMemoryHighWatermark("absolute 1"); err != nil {
+		t.Fatal(err)
+	}
+	second := publishFrames(1, "alarm-hb", []byte("second message"))
+	half := len(second) - 8
+	r.send(append(publishFrames(1, "alarm-hb", []byte("p1")), second[:half]...))
+	expect[*amqpwire.ConnectionBlocked](r)
+	// Blocked for longer than two heartbeat intervals; the client stays
+	// alive and sends its heartbeats, which the blocked broker does not
+	// read yet.
+	for i := 0; i < 6; i++ {
+		time.Sleep(500 * time.Millisecond)
+		r.send(amqpwire.AppendHeartbeatFrame(nil))
+	}
+	if err := b.srv.SetMemoryHighWatermark("0.4"); err != nil {
+		t.Fatal(err)
+	}
+	expect[*amqpwire.ConnectionUnblocked](r)
+	r.send(second[half:])
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		q, err := cch.QueueDeclarePassive("alarm-hb", false, false, false, false, nil)
+		if err == nil && q.Messages == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the alarm: %+v %v, want 2 messages (was the publisher dropped?)", q, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if conns := b.srv.Connections(); len(conns) != 2 {
+		t.Fatalf("%d connections open, want the publisher and the checker", len(conns))
+	}
+}
