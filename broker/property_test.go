@@ -63,7 +63,7 @@ func TestServerRandomOperations(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ledgerClient(ctx, t, b.url, rand.New(rand.NewPCG(seed, uint64(100+i))), led)
+			ledgerClient(ctx, t, b.url, rand.New(rand.NewPCG(seed, uint64(100+i))), led, uint64(i))
 		}()
 	}
 	wg.Wait()
@@ -162,7 +162,8 @@ type fuzzStats struct{ frames, conns, closes int }
 // ledgerClient publishes numbered persistent messages with confirms to the
 // durable "ledger" queue and consumes them with random acks, nacks with
 // requeue and basic.get, reconnecting whenever its connection goes.
-func ledgerClient(ctx context.Context, t *testing.T, url string, rnd *rand.Rand, led *propLedger) {
+// client (below 256) numbers the client, so ids never collide.
+func ledgerClient(ctx context.Context, t *testing.T, url string, rnd *rand.Rand, led *propLedger, client uint64) {
 	var next uint64
 	for ctx.Err() == nil {
 		conn, err := amqp.Dial(url)
@@ -188,7 +189,7 @@ func ledgerClient(ctx context.Context, t *testing.T, url string, rnd *rand.Rand,
 			switch op := rnd.IntN(10); {
 			case op < 6:
 				next++
-				id := next<<8 | uint64(rnd.Uint32()&0xff) // unique per client below
+				id := next<<8 | client // unique: the low byte names the client
 				body := make([]byte, 8+rnd.IntN(2000))
 				binary.BigEndian.PutUint64(body, id)
 				dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", "ledger", false, false,
