@@ -180,6 +180,20 @@ func (s *Server) export(vhost string) (*Definitions, error) {
 		d.Policies = append(d.Policies, DefPolicy{VHost: vhf(p.VHost), Name: p.Name, Pattern: p.Pattern, ApplyTo: p.ApplyTo,
 			Definition: p.Definition, Priority: json.Number(fmt.Sprint(p.Priority))})
 	}
+	// Operator policies travel as runtime parameters of the component
+	// operator_policy, as in RabbitMQ's exports.
+	ops, err := s.b.OperatorPolicies(vhost)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range ops {
+		v, err := json.Marshal(operatorPolicyValue{Pattern: p.Pattern, ApplyTo: p.ApplyTo, Definition: p.Definition,
+			Priority: json.Number(fmt.Sprint(p.Priority))})
+		if err != nil {
+			return nil, err
+		}
+		d.Parameters = append(d.Parameters, DefParameter{VHost: vhf(p.VHost), Component: operatorPolicyComponent, Name: p.Name, Value: v})
+	}
 	qs, err := s.b.Queues(vhost)
 	if err != nil {
 		return nil, err
@@ -193,7 +207,11 @@ func (s *Server) export(vhost string) (*Definitions, error) {
 			continue
 		}
 		exportedQ[[2]string{q.VHost, q.Name}] = true
-		d.Queues = append(d.Queues, DefQueue{Name: q.Name, VHost: vhf(q.VHost), Type: "classic", Durable: q.Durable,
+		typ := q.Type
+		if typ == "" {
+			typ = "classic"
+		}
+		d.Queues = append(d.Queues, DefQueue{Name: q.Name, VHost: vhf(q.VHost), Type: typ, Durable: q.Durable,
 			AutoDelete: q.AutoDelete, Arguments: tableJSON(q.Arguments)})
 	}
 	xs, err := s.b.Exchanges(vhost)
@@ -257,12 +275,25 @@ func (s *Server) importDefinitions(r *request) error {
 	return r.noContent()
 }
 
+// operatorPolicyComponent is the runtime-parameter component under which
+// RabbitMQ's definitions carry operator policies.
+const operatorPolicyComponent = "operator_policy"
+
+// operatorPolicyValue is the value of an operator_policy parameter.
+type operatorPolicyValue struct {
+	Pattern    string          `json:"pattern"`
+	ApplyTo    string          `json:"apply-to"`
+	Definition json.RawMessage `json:"definition"`
+	Priority   json.Number     `json:"priority"`
+}
+
 // Import applies a definitions document in RabbitMQ's order: users,
 // vhosts, permissions, parameters, policies, queues, exchanges, bindings.
 // With vhost set, every vhost-scoped object goes to that vhost. It stops at
 // the first error, leaving what was imported before it (as RabbitMQ does);
-// importing the same document again is harmless. Policies and runtime
-// parameters are stored (and exported again); policies apply to queues.
+// importing the same document again is harmless. Runtime parameters are
+// stored (and exported again); policies, and operator policies (runtime
+// parameters of the component operator_policy), apply to queues.
 func (s *Server) Import(actor, vhost string, d *Definitions) error {
 	// Administrators act without permission checks; definitions import is
 	// for administrators only.
@@ -328,6 +359,20 @@ func (s *Server) Import(actor, vhost string, d *Definitions) error {
 		}
 	}
 	for _, p := range d.Parameters {
+		if p.Component == operatorPolicyComponent {
+			var v operatorPolicyValue
+			if err := json.Unmarshal(p.Value, &v); err != nil {
+				return badRequest("operator policy '%s': %v", p.Name, err)
+			}
+			pol, err := policyBody{Pattern: v.Pattern, ApplyTo: v.ApplyTo, Definition: v.Definition, Priority: v.Priority}.toPolicy(vhOf(p.VHost), p.Name)
+			if err != nil {
+				return err
+			}
+			if err := s.b.PutOperatorPolicy(pol); err != nil {
+				return fmt.Errorf("operator policy '%s': %w", p.Name, err)
+			}
+			continue
+		}
 		if err := s.b.PutParameter(index.Parameter{Component: p.Component, VHost: vhOf(p.VHost), Name: p.Name, Value: p.Value}); err != nil {
 			return fmt.Errorf("parameter '%s': %w", p.Name, err)
 		}

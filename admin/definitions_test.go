@@ -1,7 +1,9 @@
 package admin
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"reflect"
 	"sort"
@@ -232,4 +234,66 @@ func TestVHostDefinitions(t *testing.T) {
 		t.Fatalf("bad import: %d %s", code, body)
 	}
 	_ = time.Second
+}
+
+// TestOperatorPoliciesAndQueueTypesInDefinitions: RabbitMQ's exports carry
+// operator policies as runtime parameters of the component operator_policy;
+// an import applies them, and an export writes them the same way, with
+// each queue's type.
+func TestOperatorPoliciesAndQueueTypesInDefinitions(t *testing.T) {
+	e := start(t)
+	doc := `{"parameters":[{"vhost":"/","component":"operator_policy","name":"cap-jobs",
+	    "value":{"pattern":"^op-","apply-to":"queues","definition":{"max-length":5},"priority":2}}],
+	  "queues":[{"name":"op-q","vhost":"/","durable":true,"auto_delete":false,"arguments":{}},
+	    {"name":"qq","vhost":"/","durable":true,"auto_delete":false,"type":"quorum","arguments":{}},
+	    {"name":"sq","vhost":"/","durable":true,"auto_delete":false,"type":"stream","arguments":{}}]}`
+	e.do("POST", "/api/definitions", doc, 204)
+	var ops []map[string]any
+	e.get("/api/operator-policies/%2F", &ops)
+	if len(ops) != 1 || ops[0]["name"] != "cap-jobs" || ops[0]["pattern"] != "^op-" {
+		t.Fatalf("operator policies after import: %v", ops)
+	}
+	var params []map[string]any
+	e.get("/api/parameters", &params)
+	if len(params) != 0 {
+		t.Fatalf("the operator policy was also kept as a plain parameter: %v", params)
+	}
+	// It applies: the queue keeps at most 5 messages.
+	ch := channel(t, e.dial("guest", "guest", nil))
+	for i := 0; i < 8; i++ {
+		ch.PublishWithContext(context.Background(), "", "op-q", false, false, amqp.Publishing{Body: []byte("m")})
+	}
+	waitFor(t, "the operator policy's max-length", func() bool {
+		q, err := ch.QueueDeclarePassive("op-q", true, false, false, false, nil)
+		return err == nil && q.Messages == 5
+	})
+	out := e.do("GET", "/api/definitions", nil, 200)
+	var d struct {
+		Parameters []map[string]any `json:"parameters"`
+		Queues     []map[string]any `json:"queues"`
+	}
+	if err := json.Unmarshal(out, &d); err != nil {
+		t.Fatal(err)
+	}
+	if len(d.Parameters) != 1 || d.Parameters[0]["component"] != "operator_policy" || d.Parameters[0]["name"] != "cap-jobs" {
+		t.Fatalf("exported parameters: %v", d.Parameters)
+	}
+	v := d.Parameters[0]["value"].(map[string]any)
+	if v["pattern"] != "^op-" || v["apply-to"] != "queues" || v["definition"].(map[string]any)["max-length"] != 5.0 || fmt.Sprint(v["priority"]) != "2" {
+		t.Fatalf("exported operator policy value: %v", v)
+	}
+	types := map[string]any{}
+	for _, q := range d.Queues {
+		types[q["name"].(string)] = q["type"]
+	}
+	if types["op-q"] != "classic" || types["qq"] != "quorum" || types["sq"] != "stream" {
+		t.Fatalf("exported queue types: %v", types)
+	}
+	// Export, then import into a fresh broker: the same operator policy.
+	e2 := start(t)
+	e2.do("POST", "/api/definitions", string(out), 204)
+	e2.get("/api/operator-policies", &ops)
+	if len(ops) != 1 || ops[0]["name"] != "cap-jobs" {
+		t.Fatalf("operator policies after a re-import: %v", ops)
+	}
 }

@@ -273,3 +273,35 @@ func TestByteLimitSurvivesKill9(t *testing.T) {
 		t.Fatalf("after taking 100 bytes out: %v, want room for one", got)
 	}
 }
+
+// TestRejectPublishWithoutConfirms: without confirms the refused messages
+// are dropped, silently: the channel stays open and the queue keeps the
+// first ones, as in RabbitMQ.
+func TestRejectPublishWithoutConfirms(t *testing.T) {
+	b := startBroker(t, "")
+	runPeers(t, b, func(t *testing.T, p peer) {
+		_, ch := p.channel(t)
+		q := p.n("rpnc")
+		p.declare(t, ch, "rpnc", false, amqp.Table{"x-max-length": int32(2), "x-overflow": "reject-publish"})
+		for _, s := range []string{"a", "b", "c", "d"} {
+			if err := ch.PublishWithContext(context.Background(), "", q, false, false, amqp.Publishing{Body: []byte(s)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitReady(t, ch, q, 2)
+		var got []string
+		for {
+			d, ok, err := ch.Get(q, true)
+			if err != nil {
+				t.Fatalf("get: %v (the channel was closed)", err)
+			}
+			if !ok {
+				break
+			}
+			got = append(got, string(d.Body))
+		}
+		if !slices.Equal(got, []string{"a", "b"}) {
+			t.Fatalf("queue held %v, want [a b]", got)
+		}
+	})
+}
