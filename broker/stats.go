@@ -107,4 +107,3 @@ func (q *queue) flushRoundLocked() {
 	}
 	*r = roundCounts{}
 }
-
