@@ -137,6 +137,29 @@ func PeekDeliveryMode(raw []byte) uint8 { return peekOctet(raw, FlagDeliveryMode
 // it is absent or raw is malformed, without allocating.
 func PeekPriority(raw []byte) uint8 { return peekOctet(raw, FlagPriority) }
 
+// PeekUserID returns the user-id property from raw properties, without
+// allocating (the slice aliases raw); ok is false when it is absent or raw
+// is malformed.
+func PeekUserID(raw []byte) (id []byte, ok bool) {
+	var r Reader
+	r.Reset(raw)
+	flags := readFlags(&r)
+	if flags&FlagUserID == 0 {
+		return nil, false
+	}
+	for i, k := range propertyKinds {
+		bit := uint16(0x8000) >> i
+		if bit == FlagUserID {
+			v := r.shortStrBytes()
+			return v, r.err == nil
+		}
+		if flags&bit != 0 {
+			skipProperty(&r, k)
+		}
+	}
+	return nil, false
+}
+
 // peekOctet returns the octet property flag from raw properties.
 func peekOctet(raw []byte, flag uint16) uint8 {
 	var r Reader

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"encoding/binary"
 	"slices"
 	"sort"
 	"strings"
@@ -420,6 +421,15 @@ func (ch *channel) finishPublish() error {
 		body, p.large = p.large, nil
 	}
 	persistent := amqpwire.PeekDeliveryMode(props) == 2
+	if len(props) >= 2 && binary.BigEndian.Uint16(props)&amqpwire.FlagUserID != 0 && !ch.c.impersonator {
+		// As RabbitMQ: a user-id property must name the authenticated
+		// user, so consumers can trust it.
+		if id, _ := amqpwire.PeekUserID(props); string(id) != ch.c.userName {
+			ch.arena = ch.arena[:p.propsStart]
+			return &amqpwire.Error{Code: amqpwire.PreconditionFailed, Text: "PRECONDITION_FAILED - user_id property set to '" +
+				string(id) + "' but authenticated user was '" + ch.c.userName + "'", ClassID: amqpwire.ClassBasic, MethodID: amqpwire.MethodBasicPublish}
+		}
+	}
 	pm := &amqpwire.BasicPublish{}
 	var err error
 	if props, ch.arena, err = ch.rewriteReplyTo(props, ch.arena, pm); err != nil {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -52,6 +53,9 @@ type conn struct {
 	vh         *vhost
 	perm       *permSlot // the user's permission in vh
 	userName   string
+	// impersonator: the user's tags allow publishing with any user-id
+	// property (RabbitMQ's impersonator tag), as of connection.open.
+	impersonator bool
 
 	capCancelNotify bool
 	capAuthClose    bool
@@ -264,6 +268,7 @@ func (c *conn) handshake() error {
 		return c.authFail(so)
 	}
 	c.user, c.userName = u, name
+	c.impersonator = slices.Contains(u.def.Tags, "impersonator")
 
 	tune := &amqpwire.ConnectionTune{
 		ChannelMax: cfg.ChannelMax,

@@ -229,3 +229,46 @@ func TestAuthenticateGuestOnlyFromLoopback(t *testing.T) {
 		t.Fatalf("bob from 10.1.2.3: %v", err)
 	}
 }
+
+// TestUserIDMustMatch: a publish whose user-id property names another user
+// closes the channel with 406, as in RabbitMQ; the authenticated user's own
+// name passes, and a user tagged impersonator may set any.
+func TestUserIDMustMatch(t *testing.T) {
+	b := startBroker(t, "")
+	runPeers(t, b, func(t *testing.T, p peer) {
+		_, ch := p.channel(t)
+		q := p.n("uid")
+		p.declare(t, ch, "uid", false, nil)
+		closed := ch.NotifyClose(make(chan *amqp.Error, 1))
+		publish(t, ch, "", q, amqp.Publishing{UserId: "guest", Body: []byte("mine")})
+		waitReady(t, ch, q, 1)
+		ch.PublishWithContext(context.Background(), "", q, false, false, amqp.Publishing{UserId: "mallory", Body: []byte("forged")})
+		select {
+		case e := <-closed:
+			if e == nil || e.Code != 406 || e.Reason != "PRECONDITION_FAILED - user_id property set to 'mallory' but authenticated user was 'guest'" {
+				t.Fatalf("channel closed with %v", e)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("a forged user-id was accepted")
+		}
+		_, ch2 := p.channel(t)
+		if st, err := ch2.QueueDeclarePassive(q, false, false, false, false, nil); err != nil || st.Messages != 1 {
+			t.Fatalf("queue after the forged publish: %+v %v", st, err)
+		}
+	})
+	// An impersonator may publish as anyone.
+	addUser(t, b.srv, "relay", "pw", ".*", ".*", ".*")
+	h, _ := index.HashPassword(index.HashSHA256, "pw")
+	if _, err := b.srv.PutUser(index.User{Name: "relay", PasswordHash: h, HashAlgorithm: index.HashSHA256, Tags: []string{"impersonator"}}); err != nil {
+		t.Fatal(err)
+	}
+	conn := b.dialAs("relay", "pw")
+	defer conn.Close()
+	ch, _ := conn.Channel()
+	ch.QueueDeclare("uid-relay", false, false, false, false, nil)
+	publish(t, ch, "", "uid-relay", amqp.Publishing{UserId: "someone-else", Body: []byte("relayed")})
+	d, ok, err := ch.Get("uid-relay", true)
+	if err != nil || !ok || d.UserId != "someone-else" {
+		t.Fatalf("impersonated publish: %v %v %+v", ok, err, d.UserId)
+	}
+}

@@ -262,6 +262,7 @@ func (m *migration) moveQueue(vhost, name string) (res queueResult, err error) {
 	}
 	confirms := dch.NotifyPublish(make(chan amqp.Confirmation, m.prefetch+16))
 	returns := dch.NotifyReturn(make(chan amqp.Return, 64)) // see settler
+	dchClosed := dch.NotifyClose(make(chan *amqp.Error, 1))
 	dstClosed := dst.NotifyClose(make(chan *amqp.Error, 1))
 	srcClosed := src.NotifyClose(make(chan *amqp.Error, 1))
 	deliveries, err := sch.Consume(name, "warrenctl-migrate", false, false, false, false, nil)
@@ -318,6 +319,12 @@ func (m *migration) moveQueue(vhost, name string) (res queueResult, err error) {
 			res.moved = st.confirmed
 			mu.Unlock()
 			return res, err
+		case e := <-dchClosed:
+			hint := ""
+			if e != nil && strings.Contains(e.Reason, "user_id property") {
+				hint = fmt.Sprintf("; the messages carry a user-id property naming another user: to move them as they are, give the Warren user '%s' the impersonator tag (set_user_tags)", m.to.User.Username())
+			}
+			return res, fmt.Errorf("Warren closed the channel: %v%s", e, hint)
 		case e := <-dstClosed:
 			return res, fmt.Errorf("Warren closed the connection: %v", e)
 		case e := <-srcClosed:
