@@ -169,21 +169,49 @@ func AppendHeartbeatFrame(dst []byte) []byte {
 // overhead. frameMax 0 means no limit: the body goes in one frame. An empty
 // body produces no body frame. bodySize normally equals len(body).
 func AppendContentFrames(dst []byte, channel uint16, classID uint16, bodySize uint64, rawProps, body []byte, frameMax uint32) []byte {
-	dst = append(dst, FrameHeader, byte(channel>>8), byte(channel))
-	dst = binary.BigEndian.AppendUint32(dst, uint32(12+len(rawProps)))
-	dst = append(dst, byte(classID>>8), byte(classID), 0, 0)
-	dst = binary.BigEndian.AppendUint64(dst, bodySize)
-	dst = append(dst, rawProps...)
-	dst = append(dst, FrameEnd)
-
-	chunk := len(body)
-	if frameMax > frameOverhead && uint64(frameMax-frameOverhead) < uint64(chunk) {
-		chunk = int(frameMax - frameOverhead)
-	}
+	dst = appendContentHeaderFrame(dst, channel, classID, bodySize, rawProps)
+	chunk := bodyChunk(len(body), frameMax)
 	for len(body) > 0 {
 		n := min(chunk, len(body))
 		dst = AppendFrame(dst, FrameBody, channel, body[:n])
 		body = body[n:]
 	}
 	return dst
+}
+
+// AppendContentFramesRef is AppendContentFrames without copying the body:
+// it appends the header frame and each body frame's header and end byte to
+// dst, and calls ref with the offset in dst where each body part belongs
+// and the part itself, for a vectored write (writev) that sends
+// dst[:at], part, dst[at:] ... in order. body must stay unchanged until it
+// is written.
+func AppendContentFramesRef(dst []byte, channel uint16, classID uint16, bodySize uint64, rawProps, body []byte, frameMax uint32, ref func(at int, part []byte)) []byte {
+	dst = appendContentHeaderFrame(dst, channel, classID, bodySize, rawProps)
+	chunk := bodyChunk(len(body), frameMax)
+	for len(body) > 0 {
+		n := min(chunk, len(body))
+		dst = append(dst, FrameBody, byte(channel>>8), byte(channel))
+		dst = binary.BigEndian.AppendUint32(dst, uint32(n))
+		ref(len(dst), body[:n])
+		dst = append(dst, FrameEnd)
+		body = body[n:]
+	}
+	return dst
+}
+
+// bodyChunk is the largest body part a frame of frameMax carries.
+func bodyChunk(size int, frameMax uint32) int {
+	if frameMax > frameOverhead && uint64(frameMax-frameOverhead) < uint64(size) {
+		return int(frameMax - frameOverhead)
+	}
+	return size
+}
+
+func appendContentHeaderFrame(dst []byte, channel uint16, classID uint16, bodySize uint64, rawProps []byte) []byte {
+	dst = append(dst, FrameHeader, byte(channel>>8), byte(channel))
+	dst = binary.BigEndian.AppendUint32(dst, uint32(12+len(rawProps)))
+	dst = append(dst, byte(classID>>8), byte(classID), 0, 0)
+	dst = binary.BigEndian.AppendUint64(dst, bodySize)
+	dst = append(dst, rawProps...)
+	return append(dst, FrameEnd)
 }

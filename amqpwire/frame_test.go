@@ -176,3 +176,51 @@ func TestFrameReaderDoesNotAllocate(t *testing.T) {
 		}
 	}
 }
+
+// TestAppendContentFramesRef: the frames around body parts that
+// AppendContentFramesRef leaves out, with the parts put back where it says,
+// are byte for byte what AppendContentFrames writes, for bodies that fit
+// one frame, several, and none.
+func TestAppendContentFramesRef(t *testing.T) {
+	props := []byte{0x90, 0x00, 0x05, 'h', 'e', 'l', 'l', 'o', 2}
+	for _, size := range []int{0, 1, 4096, 131072 - 8, 131072 - 7, 300000, 1 << 20} {
+		for _, frameMax := range []uint32{4096, 131072, 0} {
+			body := make([]byte, size)
+			for i := range body {
+				body[i] = byte(i * 7)
+			}
+			want := AppendContentFrames([]byte("prefix"), 3, ClassBasic, uint64(size), props, body, frameMax)
+			type ref struct {
+				at   int
+				part []byte
+			}
+			var refs []ref
+			head := AppendContentFramesRef([]byte("prefix"), 3, ClassBasic, uint64(size), props, body, frameMax,
+				func(at int, part []byte) { refs = append(refs, ref{at, part}) })
+			var got []byte
+			prev := 0
+			for _, r := range refs {
+				if r.at < prev {
+					t.Fatal("unordered refs")
+				}
+				got = append(got, head[prev:r.at]...)
+				got = append(got, r.part...)
+				prev = r.at
+			}
+			got = append(got, head[prev:]...)
+			if !bytes.Equal(got, want) {
+				t.Fatalf("size %d frame-max %d: reassembled frames differ (%d vs %d bytes)", size, frameMax, len(got), len(want))
+			}
+			if copied := len(head) - (len(want) - size); copied != 0 {
+				t.Fatalf("size %d frame-max %d: %d body bytes copied into dst", size, frameMax, copied)
+			}
+			if size > 0 {
+				// The parts alias the body.
+				body[size-1]++
+				if last := refs[len(refs)-1].part; last[len(last)-1] != body[size-1] {
+					t.Fatalf("size %d: the last part is a copy", size)
+				}
+			}
+		}
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/warrenmq/warren/amqpwire"
+	"github.com/warrenmq/warren/segment"
 )
 
 // Version is the broker version advertised to clients.
@@ -82,9 +83,15 @@ type conn struct {
 	owned     map[*queue]struct{} // exclusive queues of this connection
 	live      map[*channel]struct{}
 
-	wmu     sync.Mutex // guards out and wclosed
-	out     []byte
-	wclosed bool
+	wmu sync.Mutex // guards out, refs, refBytes and wclosed
+	out []byte
+	// refs are large delivery bodies the writer sends from where they are
+	// (the log's memory, segment.Record.Stable) between the bytes of out,
+	// without copying them into it; refBytes is their total size.
+	refs     []outRef
+	refBytes int
+	refFn    func(at int, part []byte) // addRefLocked, bound once
+	wclosed  bool
 	// stalled is set when out passes the congestion limit or the writer is gone;
 	// queues read it without the lock before picking a consumer.
 	stalled atomic.Bool
@@ -131,6 +138,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 		live:        make(map[*channel]struct{}),
 	}
 	c.src = &socketReader{c: c, r: nc}
+	c.refFn = c.addRefLocked
 	c.small = bufio.NewReaderSize(c.src, smallReadBuf)
 	c.br = c.small
 	c.log = s.log.With().Uint64("conn", id).Str("peer", nc.RemoteAddr().String()).Logger()
@@ -678,6 +686,22 @@ func (c *conn) sendContent(ch uint16, m amqpwire.Method, props, body []byte) {
 	}
 }
 
+// outRef is a body part the writer sends after out[:at].
+type outRef struct {
+	at   int
+	data []byte
+}
+
+// refBody is the body size from which a delivery of a Stable record is
+// sent from the log's memory instead of copied into the output buffer.
+const refBody = segment.LargeBody
+
+// addRefLocked records a body part for the writer (AppendContentFramesRef).
+func (c *conn) addRefLocked(at int, part []byte) {
+	c.refs = append(c.refs, outRef{at, part})
+	c.refBytes += len(part)
+}
+
 // signal wakes the writer.
 func (c *conn) signal() {
 	select {
@@ -694,9 +718,9 @@ func (c *conn) signal() {
 // before each message), and a slow consumer must go on being read, or its
 // heartbeats and acks would not be seen. Called with c.wmu held.
 func (c *conn) noteCongestionLocked(delivery bool) {
-	if lim := c.s.cfg.CongestionLimit; len(c.out) > lim {
+	if lim, n := c.s.cfg.CongestionLimit, len(c.out)+c.refBytes; n > lim {
 		c.stalled.Store(true)
-		if !delivery && len(c.out) > 2*lim {
+		if !delivery && n > 2*lim {
 			c.backlogged.Store(true)
 		}
 	}
@@ -728,6 +752,8 @@ func (c *conn) writeLoop() {
 		tick = t.C
 	}
 	var spare []byte
+	var spareRefs []outRef
+	var vec net.Buffers
 	for {
 		stop, ticked := false, false
 		select {
@@ -743,8 +769,8 @@ func (c *conn) writeLoop() {
 			stop = true
 		}
 		c.wmu.Lock()
-		buf := c.out
-		c.out = spare[:0]
+		buf, refs, refBytes := c.out, c.refs, c.refBytes
+		c.out, c.refs, c.refBytes = spare[:0], spareRefs[:0], 0
 		resume := false
 		if stop {
 			c.wclosed = true
@@ -759,18 +785,34 @@ func (c *conn) writeLoop() {
 		}
 		c.wmu.Unlock()
 		if len(buf) > 0 {
-			if err := c.writeAll(buf); err != nil {
+			// One write system call (writev) for the buffer and the large
+			// bodies it refers to, in order.
+			vec = vec[:0]
+			at := 0
+			for _, r := range refs {
+				vec = append(vec, buf[at:r.at], r.data)
+				at = r.at
+			}
+			vec = append(vec, buf[at:])
+			err := c.writeAll(&vec)
+			clear(vec[:cap(vec)])
+			clear(refs) // the bodies are free to go
+			if err != nil {
 				c.writeErr.Store(&err)
 				c.nc.Close()
 				c.wmu.Lock()
 				c.wclosed = true
 				c.stalled.Store(true)
-				c.out = nil
+				c.out, c.refs, c.refBytes = nil, nil, 0
 				c.wmu.Unlock()
 				return
 			}
 			c.wrote.Store(true)
-			c.sendOct.Add(uint64(len(buf)))
+			c.sendOct.Add(uint64(len(buf) + refBytes))
+		}
+		spareRefs = refs[:0]
+		if cap(spareRefs) > 1024 {
+			spareRefs = nil
 		}
 		if cap(buf) > 8<<20 || (ticked && cap(buf) > 64<<10 && len(buf) < cap(buf)/8) {
 			// Do not keep a burst's buffer, nor a large one on a
@@ -791,12 +833,11 @@ func (c *conn) writeLoop() {
 // write waits up to WriteTimeout, and a write that timed out is retried as
 // long as the peer took some of it or is still sending (its heartbeats
 // arrive). It fails when the peer neither reads nor sends for that long.
-func (c *conn) writeAll(buf []byte) error {
+func (c *conn) writeAll(bufs *net.Buffers) error {
 	timeout := c.s.cfg.WriteTimeout
 	for {
 		c.nc.SetWriteDeadline(time.Now().Add(timeout))
-		n, err := c.nc.Write(buf)
-		buf = buf[n:]
+		n, err := bufs.WriteTo(c.nc)
 		if err == nil {
 			return nil
 		}

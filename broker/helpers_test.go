@@ -177,8 +177,26 @@ func (b *testBroker) outBytes() int {
 	n := 0
 	for _, c := range conns {
 		c.wmu.Lock()
-		n += len(c.out)
+		n += len(c.out) + c.refBytes
 		c.wmu.Unlock()
 	}
 	return n
+}
+
+// connBuffers returns the bytes in the writers' output buffers and the
+// bytes of large bodies they refer to.
+func (b *testBroker) connBuffers() (out, refs int) {
+	b.srv.mu.Lock()
+	conns := make([]*conn, 0, len(b.srv.conns))
+	for c := range b.srv.conns {
+		conns = append(conns, c)
+	}
+	b.srv.mu.Unlock()
+	for _, c := range conns {
+		c.wmu.Lock()
+		out += len(c.out)
+		refs += c.refBytes
+		c.wmu.Unlock()
+	}
+	return out, refs
 }

@@ -238,3 +238,25 @@ func TestTunablesReachTheHandshake(t *testing.T) {
 		t.Fatalf("tune: %+v", tune)
 	}
 }
+
+// readContent reads a content header and the body frames it announces.
+func (r *rawConn) readContent() []byte {
+	r.t.Helper()
+	f, err := r.fr.ReadFrame()
+	if err != nil || f.Type != amqpwire.FrameHeader {
+		r.t.Fatalf("content header: %v (frame type %d)", err, f.Type)
+	}
+	h, err := amqpwire.DecodeContentHeader(f.Payload)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	body := make([]byte, 0, h.BodySize)
+	for uint64(len(body)) < h.BodySize {
+		f, err := r.fr.ReadFrame()
+		if err != nil || f.Type != amqpwire.FrameBody {
+			r.t.Fatalf("body frame: %v (frame type %d)", err, f.Type)
+		}
+		body = append(body, f.Payload...)
+	}
+	return body
+}

@@ -395,7 +395,14 @@ func (q *queue) sendLocked(c *consumer, m *store.Message) {
 		// a non-empty buffer already has a wake-up pending.
 		wake = len(conn.out) == 0
 		conn.out = amqpwire.AppendMethodFrame(conn.out, ch.id, d)
-		conn.out = amqpwire.AppendContentFrames(conn.out, ch.id, amqpwire.ClassBasic, uint64(len(m.Record.Body)), props, m.Record.Body, conn.frameMax)
+		body := m.Record.Body
+		if m.Record.Stable && len(body) >= refBody {
+			// A large body the log never reuses: the writer sends it from
+			// there (writev), not copied.
+			conn.out = amqpwire.AppendContentFramesRef(conn.out, ch.id, amqpwire.ClassBasic, uint64(len(body)), props, body, conn.frameMax, conn.refFn)
+		} else {
+			conn.out = amqpwire.AppendContentFrames(conn.out, ch.id, amqpwire.ClassBasic, uint64(len(body)), props, body, conn.frameMax)
+		}
 		conn.noteCongestionLocked(true)
 	}
 	conn.wmu.Unlock()

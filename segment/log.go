@@ -1111,14 +1111,15 @@ func (l *Log) View(seq uint64, fn func(*Record) error) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var v recordView
-	if _, err := l.findLocked(seq, &v); err != nil {
+	p, err := l.findLocked(seq, &v)
+	if err != nil {
 		return err
 	}
 	r := &l.view
 	*r = Record{Seq: seq, Timestamp: v.ts, Flags: v.flags,
 		Exchange: bytesString(v.exchange), RoutingKey: bytesString(v.key),
-		Props: v.props, Body: v.body}
-	err := fn(r)
+		Props: v.props, Body: v.body, Stable: l.stableLocked(p)}
+	err = fn(r)
 	*r = Record{}
 	return err
 }
@@ -1140,17 +1141,25 @@ func (l *Log) ViewPinned(seq uint64, fn func(*Record) error) error {
 		return err
 	}
 	p.pins++
+	stable := l.stableLocked(p)
 	l.mu.Unlock()
 	r := &l.pview
 	*r = Record{Seq: seq, Timestamp: v.ts, Flags: v.flags,
 		Exchange: bytesString(v.exchange), RoutingKey: bytesString(v.key),
-		Props: v.props, Body: v.body}
+		Props: v.props, Body: v.body, Stable: stable}
 	err = fn(r)
 	*r = Record{}
 	l.mu.Lock()
 	p.pins--
 	l.mu.Unlock()
 	return err
+}
+
+// stableLocked reports whether the memory of p's records is never reused
+// or written again: a large body in a buffer of its own, or a chunk too
+// large for recycleLocked and dropCacheLocked to keep for reuse.
+func (l *Log) stableLocked(p *piece) bool {
+	return p.body != nil || cap(p.raw) > 2*l.opts.ChunkSize
 }
 
 // bytesString views b as a string; b must never be modified afterwards

@@ -406,3 +406,35 @@ func TestViewPinnedOutsideLock(t *testing.T) {
 		})
 	}
 }
+
+// TestStableBodies: a large owned body and a chunk too large to recycle are
+// handed out Stable (their memory is never reused), records of ordinary
+// chunks are not.
+func TestStableBodies(t *testing.T) {
+	opts := Options{Sync: true, ChunkSize: 64 << 10}
+	l := openT(t, vfs.NewMem(), "q", opts)
+	defer l.Close()
+	large := bytes.Repeat([]byte("L"), LargeBody)
+	huge := bytes.Repeat([]byte("H"), 3*opts.ChunkSize) // not owned: a chunk of its own, too large to recycle
+	if _, err := l.Append(Record{Body: []byte("small")}, Record{Body: large, Owned: true}, Record{Body: huge}); err != nil {
+		t.Fatal(err)
+	}
+	check := func(when string) {
+		for seq, want := range map[uint64]bool{1: false, 2: true, 3: true} {
+			err := l.ViewPinned(seq, func(r *Record) error {
+				if r.Stable != want {
+					t.Errorf("%s: record %d (%d bytes) stable %v, want %v", when, seq, len(r.Body), r.Stable, want)
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	check("pending")
+	if err := l.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	check("written")
+}

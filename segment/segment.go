@@ -99,6 +99,12 @@ type Record struct {
 	// bytes without copying it until the record is written and synced: the
 	// caller must never modify Body afterwards. It is not stored.
 	Owned bool
+	// Stable is set on the records View and ViewPinned hand out when the
+	// log never reuses or writes the memory Body is in (a large body kept
+	// in a buffer of its own, or a chunk too large to be recycled): the
+	// caller may then refer to Body after the call, for a vectored write,
+	// without modifying it. It is not stored.
+	Stable bool
 }
 
 // Errors. Corruption is always reported wrapping ErrCorrupt with file and offset.
