@@ -429,3 +429,52 @@ func TestBrowserNonAdministratorRefused(t *testing.T) {
 	b.open("/queues")
 	b.wait("the queue list", `document.body.dataset.rendered === 'Queues' || document.querySelector('[data-page=queues] tbody td')`)
 }
+
+// TestBrowserQueueListSortAndPage: the queue list pages through the
+// server (page size, next, the count line), and a click on a column header
+// sorts by it, numeric columns highest first, a second click reverses.
+func TestBrowserQueueListSortAndPage(t *testing.T) {
+	e := startEnv(t, broker.Config{})
+	conn := e.dial(t, "guest", "guest")
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 60
+	for i := range n {
+		q := fmt.Sprintf("pg-%03d", i)
+		if _, err := ch.QueueDeclare(q, false, false, false, false, nil); err != nil {
+			t.Fatal(err)
+		}
+		for range (i * 7) % 11 { // depths 0..10, the deepest not the last name
+			if err := ch.Publish("", q, false, false, amqp.Publishing{Body: []byte("x")}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	b := newBrowser(t, e.httpURL)
+	b.login("guest", "guest")
+	b.wait("the overview", `document.body.dataset.rendered === 'Overview'`)
+	b.open("/queues?name=pg-&page_size=25")
+	names := `JSON.stringify([...document.querySelectorAll('[data-page=queues] tbody a')].map(a => a.textContent))`
+	count := `document.querySelector('[data-page=queues] .count').textContent`
+	b.wait("the first page", count+` === '1–25 of 60 (61 in all)' || `+count+` === '1–25 of 60'`)
+	if got := eval[string](b, names); !strings.HasPrefix(got, `["pg-000","pg-001"`) || strings.Count(got, `"pg-`) != 25 {
+		t.Fatalf("first page: %s", got)
+	}
+	b.run("the next page", chromedp.Click(chromedp.CSS(`[data-page=queues] button[aria-label='Next page']`)))
+	b.wait("the second page", count+`.startsWith('26–50 of 60')`)
+	if got := eval[string](b, names); !strings.HasPrefix(got, `["pg-025"`) {
+		t.Fatalf("second page: %s", got)
+	}
+	// Sort by ready messages: back to page 1, the deepest queues first.
+	b.run("sorting by ready", chromedp.Click(chromedp.Search(`//th/button[text()='Ready']`)))
+	b.wait("the sorted first page", count+`.startsWith('1–25 of 60') && document.querySelector("[data-page=queues] th[aria-sort=descending]")`)
+	ready := `JSON.stringify([...document.querySelectorAll('[data-page=queues] tbody tr')].map(tr => Number(tr.children[4].textContent)))`
+	b.wait("depths highest first", ready+`.startsWith('[10,10,10,10,10,10,9,')`)
+	b.run("reversing the sort", chromedp.Click(chromedp.Search(`//th/button[text()='Ready']`)))
+	b.wait("depths lowest first", `document.querySelector("[data-page=queues] th[aria-sort=ascending]") && `+ready+`.startsWith('[0,0,0,0,0,0,1,')`)
+	if h := eval[string](b, `location.hash`); !strings.Contains(h, "sort=messages_ready") || !strings.Contains(h, "page_size=25") {
+		t.Fatalf("the list's options are not in the URL: %s", h)
+	}
+}
