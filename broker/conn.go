@@ -794,9 +794,10 @@ func (c *conn) writeLoop() {
 				at = r.at
 			}
 			vec = append(vec, buf[at:])
-			err := c.writeAll(&vec)
-			clear(vec[:cap(vec)])
-			clear(refs) // the bodies are free to go
+			w := vec // WriteTo consumes its slice: vec keeps the array
+			err := c.writeAll(&w)
+			clear(vec) // the bodies are free to go
+			clear(refs)
 			if err != nil {
 				c.writeErr.Store(&err)
 				c.nc.Close()
