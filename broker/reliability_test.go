@@ -655,7 +655,7 @@ func TestLargeDeliveriesNotCopied(t *testing.T) {
 	expect[*amqpwire.ChannelOpenOk](r)
 	r.method(1, &amqpwire.BasicConsume{Queue: "refq", ConsumerTag: "c", NoAck: true})
 	expect[*amqpwire.BasicConsumeOk](r)
-	bodies := make([][]byte, 6)
+	bodies := make([][]byte, 24) // more than the sockets take
 	for i := range bodies {
 		bodies[i] = make([]byte, 1<<20+i)
 		for j := range bodies[i] {
