@@ -77,6 +77,9 @@ type piece struct {
 	// pins counts ViewPinned calls reading the piece outside the log's
 	// lock: its buffers are not recycled meanwhile.
 	pins int32
+	// stable: a chunk of one large record read back from disk into memory
+	// of its own, which is never recycled (see Record.Stable).
+	stable bool
 }
 
 func (p *piece) end() uint64  { return p.first + uint64(p.count) }
@@ -342,7 +345,7 @@ func (l *Log) recycleLocked() *piece {
 		}
 	}
 	c := l.cache[v]
-	if c.body != nil || cap(c.raw) > 2*l.opts.ChunkSize || c.pins > 0 {
+	if c.body != nil || c.stable || cap(c.raw) > 2*l.opts.ChunkSize || c.pins > 0 {
 		return nil
 	}
 	l.dropCacheLocked(v)
@@ -1156,10 +1159,11 @@ func (l *Log) ViewPinned(seq uint64, fn func(*Record) error) error {
 }
 
 // stableLocked reports whether the memory of p's records is never reused
-// or written again: a large body in a buffer of its own, or a chunk too
-// large for recycleLocked and dropCacheLocked to keep for reuse.
+// or written again: a large body in a buffer of its own (appended, or read
+// back from disk), or a chunk too large for recycleLocked and
+// dropCacheLocked to keep for reuse.
 func (l *Log) stableLocked(p *piece) bool {
-	return p.body != nil || cap(p.raw) > 2*l.opts.ChunkSize
+	return p.body != nil || p.stable || cap(p.raw) > 2*l.opts.ChunkSize
 }
 
 // bytesString views b as a string; b must never be modified afterwards
@@ -1262,7 +1266,7 @@ func (l *Log) dropCacheLocked(i int) {
 	if len(l.cache) == 0 {
 		l.cache = nil
 	}
-	if p.body == nil && cap(p.raw) <= 2*l.opts.ChunkSize && len(l.free) < 1 && p.pins == 0 {
+	if p.body == nil && !p.stable && cap(p.raw) <= 2*l.opts.ChunkSize && len(l.free) < 1 && p.pins == 0 {
 		l.free = append(l.free, p)
 	}
 }
@@ -1282,8 +1286,12 @@ func (l *Log) loadChunkLocked(s *seg, ref *chunkRef) (*piece, error) {
 	}
 	h, ok := parseChunkHeader(hb[:])
 	ok = ok && h.first == ref.first && h.count == ref.count && chunkHeaderSize+h.storedLen == ref.size
-	p := l.recycleLocked()
-	if p == nil {
+	var p *piece
+	if ok && h.count == 1 && h.rawLen >= LargeBody {
+		// One large record: read into memory of its own that is never
+		// reused, so a delivery can send the body from there.
+		p = &piece{stable: true}
+	} else if p = l.recycleLocked(); p == nil {
 		p = &piece{}
 	}
 	if ok {

@@ -437,4 +437,17 @@ func TestStableBodies(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("written")
+	// Read back from disk after a reopen: the large record's chunk is
+	// read into memory of its own.
+	fs := vfs.NewMem()
+	l2 := openT(t, fs, "q", opts)
+	if _, err := l2.Append(Record{Body: []byte("small")}, Record{Body: large, Owned: true}, Record{Body: huge}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l = openT(t, fs, "q", opts)
+	defer l.Close()
+	check("read from disk")
 }
