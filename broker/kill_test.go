@@ -35,6 +35,7 @@ func TestMain(m *testing.M) {
 		if n, err := strconv.Atoi(os.Getenv("WARREN_CHILD_MAXCONN")); err == nil {
 			cfg.MaxConnections = n
 		}
+		cfg.MemoryHighWatermark = os.Getenv("WARREN_CHILD_WATERMARK")
 		srv, err := New(cfg)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "child:", err)
