@@ -64,7 +64,7 @@ func run(args []string) int {
 	channelMax := fs.Uint("channel-max", 2047, "highest channel number a connection may open (1 to 65535)")
 	heartbeat := fs.Duration("heartbeat", 60*time.Second, "heartbeat interval the broker proposes (whole seconds; 0 turns heartbeats off unless the client asks)")
 	maxMsgSize := fs.Uint64("max-message-size", 16<<20, "largest message body accepted, in bytes; larger publishes are refused with 406")
-	congestion := fs.Int("congestion-limit", broker.DefaultCongestionLimit, "bytes waiting for a connection's socket before its deliveries pause (twice this stops reading it)")
+	congestion := fs.Int("congestion-limit", broker.DefaultCongestionLimit, "bytes waiting for a connection's socket before its deliveries pause (past twice this, replies and returns stop the broker reading it)")
 	pprofListen := fs.String("pprof-listen", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060); off by default")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: warren [flags]\n\nWarren is a log-structured AMQP 0-9-1 broker, a drop-in for a single RabbitMQ node.\nEvery flag may also be set as WARREN_<FLAG> (e.g. WARREN_DATA_DIR).\n\nFlags:\n")
