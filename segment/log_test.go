@@ -252,6 +252,12 @@ func TestSyncErrorRetried(t *testing.T) {
 		t.Fatalf("waiter called while the disk fails: %v", err)
 	case <-time.After(100 * time.Millisecond):
 	}
+	// The failed round may not have run yet on a busy machine: wait for it.
+	for deadline := time.Now().Add(10 * time.Second); l.Failing() == nil; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the log never entered the failing state")
+		}
+	}
 	if _, err := l.Append(mkRec(3, 10)); !errors.Is(err, ErrFailing) || !errors.Is(err, errorfs.ErrInjected) {
 		t.Fatalf("append to a failing log: %v", err)
 	}
