@@ -407,6 +407,9 @@ func (q *queue) sendLocked(c *consumer, m *store.Message) {
 	}
 	conn.wmu.Unlock()
 	ch.umu.Unlock()
+	// The reused method struct must not keep the record's strings: they
+	// view the log's chunk buffer, which would stay alive with them.
+	d.Exchange, d.RoutingKey = "", ""
 	if wake {
 		conn.signal()
 	}

@@ -496,9 +496,11 @@ func (l *Log) writePieceLocked(p *piece) error {
 	l.stats.Chunks++
 	l.stats.RawBytes += int64(p.rawLen())
 	l.stats.StoredBytes += int64(e.size)
-	if cap(l.wbuf) > 4*l.opts.ChunkSize {
-		l.wbuf = nil
-	}
+	// The scratch goes back to the shared pool: a log keeps none between
+	// seals, so 10,000 queues that each write now and then do not hold
+	// 10,000 encode buffers (the pool keeps a few for all of them).
+	putBuf(l.wbuf)
+	l.wbuf = nil
 	return nil
 }
 
@@ -1367,27 +1369,33 @@ func (l *Log) addGap(g Gap) {
 }
 
 // ReleaseIdle drops the read cache and spare buffers of a log that was not
-// appended to or read since the previous call, and reports whether it did.
-// The store calls it periodically, so an idle queue holds almost no memory.
-func (l *Log) ReleaseIdle() bool {
+// appended to or read since the previous call, and returns how many bytes
+// of buffers it let go (0 when the log was used, or held none). The store
+// calls it periodically, so an idle queue holds almost no memory.
+func (l *Log) ReleaseIdle() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.touched {
 		l.touched = false
-		return false
+		return 0
 	}
 	if len(l.cache) == 0 && l.wbuf == nil && len(l.pend) == 0 && len(l.free) == 0 {
-		return false
+		return 0
+	}
+	n := l.cacheBytes
+	for _, p := range l.free {
+		n += p.memSize()
 	}
 	l.cache, l.cacheBytes, l.free = nil, 0, nil
 	if l.wbuf != nil {
+		n += cap(l.wbuf)
 		putBuf(l.wbuf)
 		l.wbuf = nil
 	}
 	if len(l.pend) == 1 && l.pend[0].count == 0 {
 		l.pend = nil
 	}
-	return true
+	return n
 }
 
 // Discard drops the records below seq that are still only in memory

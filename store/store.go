@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"sync"
@@ -166,6 +167,11 @@ type Store struct {
 	// commit error reporting, rate limited
 	commitErrs    int
 	commitErrLast time.Time
+
+	// releaseIdle's account of memory released since it last trimmed
+	trimMu            sync.Mutex
+	releasedSinceTrim int
+	lastTrim          time.Time
 
 	dirtyMu sync.Mutex
 	dirty   []*Queue
@@ -1062,6 +1068,10 @@ func (s *Store) Reclaim() error {
 }
 
 // releaseIdle drops the buffers of queues idle since the previous pass.
+// When that let go of much memory (queues drained after a burst), the
+// runtime is asked to return it to the operating system at once, at most
+// every trimInterval: otherwise a quiet broker runs no garbage collection
+// for minutes and keeps the burst's memory resident.
 func (s *Store) releaseIdle() {
 	s.mu.Lock()
 	qs := make([]*Queue, 0, len(s.queues))
@@ -1069,13 +1079,31 @@ func (s *Store) releaseIdle() {
 		qs = append(qs, q)
 	}
 	s.mu.Unlock()
+	released := 0
 	for _, q := range qs {
-		q.log.ReleaseIdle()
+		released += q.log.ReleaseIdle()
 		q.mu.Lock()
 		q.releaseLocked()
 		q.mu.Unlock()
 	}
+	s.trimMu.Lock()
+	s.releasedSinceTrim += released
+	trim := s.releasedSinceTrim >= trimBytes && time.Since(s.lastTrim) >= trimInterval
+	if trim {
+		s.lastTrim, s.releasedSinceTrim = time.Now(), 0
+	}
+	s.trimMu.Unlock()
+	if trim {
+		debug.FreeOSMemory()
+	}
 }
+
+// trimBytes and trimInterval decide when releaseIdle returns memory to the
+// operating system.
+const (
+	trimBytes    = 32 << 20
+	trimInterval = 10 * time.Second
+)
 
 func (s *Store) reclaimLoop() {
 	defer close(s.done)
