@@ -89,6 +89,9 @@ type Config struct {
 	// CommitInterval spaces the synced index commits of ack state (default
 	// from store: 2 ms).
 	CommitInterval time.Duration
+	// SyncWorkers bounds the logs a sync round flushes at once (default
+	// store.DefaultSyncWorkers).
+	SyncWorkers int
 	// Repair rebuilds a missing or damaged index from the segments and the
 	// definitions journal instead of refusing to start (warren --repair).
 	Repair bool
@@ -237,6 +240,7 @@ func New(cfg Config) (*Server, error) {
 		SegmentSize:    cfg.SegmentSize,
 		MaxOpenFiles:   cfg.MaxOpenFiles,
 		CommitInterval: cfg.CommitInterval,
+		SyncWorkers:    cfg.SyncWorkers,
 		Repair:         cfg.Repair,
 		FS:             cfg.FS,
 		Logger:         cfg.Logger,

@@ -63,6 +63,8 @@ const (
 	DefaultReclaimInterval = time.Second
 	// DefaultCommitInterval spaces the synced index commits of ack state.
 	DefaultCommitInterval = 2 * time.Millisecond
+	// DefaultSyncWorkers is the default of Options.SyncWorkers.
+	DefaultSyncWorkers = 16
 	// DefaultMaxOpenFiles bounds the segment files held open.
 	DefaultMaxOpenFiles = segment.DefaultMaxOpenFiles
 	// DefaultBallastSize is the space reserved for the index against a full
@@ -100,6 +102,12 @@ type Options struct {
 	// CommitInterval spaces the synced index commits under load (0:
 	// DefaultCommitInterval).
 	CommitInterval time.Duration
+	// SyncWorkers bounds how many logs a sync round flushes (writes and
+	// fdatasyncs) at once (0: DefaultSyncWorkers). An fdatasync waits on
+	// the disk, not the CPU: with thousands of queues written now and then,
+	// each round has many logs to sync, and overlapping them is what keeps
+	// the round short.
+	SyncWorkers int
 	// ReclaimInterval is the period of the background pass that deletes
 	// fully acked segments (0: DefaultReclaimInterval; negative: never, call
 	// Reclaim yourself).
@@ -259,7 +267,11 @@ func Open(opts Options) (*Store, error) {
 		go s.commitLoop()
 		hook = s.kickCommit
 	}
-	s.syncer = segment.NewSyncer(segment.SyncerOptions{Hook: hook, Logger: opts.Logger})
+	workers := opts.SyncWorkers
+	if workers <= 0 {
+		workers = DefaultSyncWorkers
+	}
+	s.syncer = segment.NewSyncer(segment.SyncerOptions{Hook: hook, Logger: opts.Logger, Workers: workers})
 	if err := s.recover(names, fresh); err != nil {
 		s.syncer.Close()
 		s.stopCommitter()
