@@ -599,11 +599,15 @@ func (ch *channel) publishBatch(round *confirmRound) {
 }
 
 // shrinkArena drops a large arena of an idle channel (the connection's
-// reader found it quiet); the next publish grows a new one.
-func (ch *channel) shrinkArena() {
-	if len(ch.batch) == 0 && !ch.pub.active && cap(ch.arena) > 64<<10 {
+// reader found it quiet) and returns its size; the next publish grows a
+// new one.
+func (ch *channel) shrinkArena() int {
+	n := cap(ch.arena)
+	if len(ch.batch) == 0 && !ch.pub.active && n > 64<<10 {
 		ch.arena = nil
+		return n
 	}
+	return 0
 }
 
 // resetArena empties the arena once the batch is handed to the queues,

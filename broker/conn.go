@@ -403,11 +403,13 @@ func (c *conn) adaptReadBuffer(now time.Time) {
 		return
 	}
 	c.releaseReadBuffer()
+	released := 0
 	for _, ch := range c.channels {
 		if ch != nil {
-			ch.shrinkArena()
+			released += ch.shrinkArena()
 		}
 	}
+	c.s.store.NoteReleased(released)
 }
 
 // releaseReadBuffer gives the large read buffer back to the pool; the
@@ -818,6 +820,7 @@ func (c *conn) writeLoop() {
 		if cap(buf) > 8<<20 || (ticked && cap(buf) > 64<<10 && len(buf) < cap(buf)/8) {
 			// Do not keep a burst's buffer, nor a large one on a
 			// connection that went quiet (checked on heartbeat ticks).
+			c.s.store.NoteReleased(cap(buf))
 			buf = nil
 		}
 		spare = buf

@@ -1369,18 +1369,19 @@ func (l *Log) addGap(g Gap) {
 }
 
 // ReleaseIdle drops the read cache and spare buffers of a log that was not
-// appended to or read since the previous call, and returns how many bytes
-// of buffers it let go (0 when the log was used, or held none). The store
-// calls it periodically, so an idle queue holds almost no memory.
-func (l *Log) ReleaseIdle() int {
+// appended to or read since the previous call. It returns how many bytes of
+// buffers it let go, and whether the log was used since the previous call
+// (then it keeps them). The store calls it periodically, so an idle queue
+// holds almost no memory.
+func (l *Log) ReleaseIdle() (released int, used bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.touched {
 		l.touched = false
-		return 0
+		return 0, true
 	}
 	if len(l.cache) == 0 && l.wbuf == nil && len(l.pend) == 0 && len(l.free) == 0 {
-		return 0
+		return 0, false
 	}
 	n := l.cacheBytes
 	for _, p := range l.free {
@@ -1395,7 +1396,7 @@ func (l *Log) ReleaseIdle() int {
 	if len(l.pend) == 1 && l.pend[0].count == 0 {
 		l.pend = nil
 	}
-	return n
+	return n, false
 }
 
 // Discard drops the records below seq that are still only in memory

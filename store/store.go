@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
+	"runtime/metrics"
 	"sort"
 	"strings"
 	"sync"
@@ -178,8 +179,11 @@ type Store struct {
 
 	// releaseIdle's account of memory released since it last trimmed
 	trimMu            sync.Mutex
+	releasedElsewhere atomic.Int64 // NoteReleased's count, taken by trim
 	releasedSinceTrim int
 	lastTrim          time.Time
+	heapAfterTrim     int64
+	quietTrimmed      bool // trimmed since the broker was last busy
 
 	dirtyMu sync.Mutex
 	dirty   []*Queue
@@ -1079,11 +1083,8 @@ func (s *Store) Reclaim() error {
 	return first
 }
 
-// releaseIdle drops the buffers of queues idle since the previous pass.
-// When that let go of much memory (queues drained after a burst), the
-// runtime is asked to return it to the operating system at once, at most
-// every trimInterval: otherwise a quiet broker runs no garbage collection
-// for minutes and keeps the burst's memory resident.
+// releaseIdle drops the buffers of queues idle since the previous pass,
+// then lets trim decide whether to return memory to the operating system.
 func (s *Store) releaseIdle() {
 	s.mu.Lock()
 	qs := make([]*Queue, 0, len(s.queues))
@@ -1091,31 +1092,73 @@ func (s *Store) releaseIdle() {
 		qs = append(qs, q)
 	}
 	s.mu.Unlock()
-	released := 0
+	released, quiet := 0, true
 	for _, q := range qs {
-		released += q.log.ReleaseIdle()
+		n, used := q.log.ReleaseIdle()
+		released += n
+		quiet = quiet && !used
 		q.mu.Lock()
 		q.releaseLocked()
 		q.mu.Unlock()
 	}
-	s.trimMu.Lock()
-	s.releasedSinceTrim += released
-	trim := s.releasedSinceTrim >= trimBytes && time.Since(s.lastTrim) >= trimInterval
-	if trim {
-		s.lastTrim, s.releasedSinceTrim = time.Now(), 0
-	}
-	s.trimMu.Unlock()
-	if trim {
-		debug.FreeOSMemory()
-	}
+	s.trim(released, quiet)
 }
 
-// trimBytes and trimInterval decide when releaseIdle returns memory to the
+// trim asks the runtime to collect and return free memory to the operating
+// system at once. It does so when the idle pass or the connections
+// (NoteReleased) let go of trimBytes or more since the last trim (queues
+// drained after a burst), at most every trimInterval; and once each time the broker goes quiet (no queue used in
+// the last pass) with the heap grown by trimBytes since the last trim (the
+// garbage a burst left behind). Otherwise a quiet broker runs no garbage
+// collection for minutes and keeps the burst's memory resident.
+func (s *Store) trim(released int, quiet bool) {
+	s.trimMu.Lock()
+	s.releasedSinceTrim += released + int(s.releasedElsewhere.Swap(0))
+	if !quiet {
+		s.quietTrimmed = false
+	}
+	heap := heapObjectBytes()
+	grown := heap - s.heapAfterTrim
+	// a forced collection costs in proportion to the live heap: with a
+	// large one, trim only for a release worth it
+	busyTrim := s.releasedSinceTrim >= max(trimBytes, int(s.heapAfterTrim/4)) && time.Since(s.lastTrim) >= trimInterval
+	quietTrim := quiet && !s.quietTrimmed && grown >= trimBytes
+	if !busyTrim && !quietTrim {
+		s.trimMu.Unlock()
+		return
+	}
+	s.releasedSinceTrim = 0
+	s.quietTrimmed = s.quietTrimmed || quiet
+	s.trimMu.Unlock()
+	debug.FreeOSMemory()
+	s.trimMu.Lock()
+	s.lastTrim, s.heapAfterTrim = time.Now(), heapObjectBytes()
+	s.trimMu.Unlock()
+}
+
+// NoteReleased tells the store that n bytes of buffers held outside it
+// (a connection's) were let go, for trim's account.
+func (s *Store) NoteReleased(n int) {
+	s.releasedElsewhere.Add(int64(n))
+}
+
+// trimBytes and trimInterval decide when trim returns memory to the
 // operating system.
 const (
 	trimBytes    = 32 << 20
 	trimInterval = 10 * time.Second
 )
+
+// heapObjectBytes is the memory held by heap objects, live or not yet
+// collected.
+func heapObjectBytes() int64 {
+	m := [1]metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	metrics.Read(m[:])
+	if m[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return int64(m[0].Value.Uint64())
+}
 
 func (s *Store) reclaimLoop() {
 	defer close(s.done)
