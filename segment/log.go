@@ -136,6 +136,11 @@ type Log struct {
 	failErr  error
 	failures int  // consecutive failed attempts, for the Syncer's backoff
 	healing  bool // left the failing state; reset by the next good flush
+	// retryErr is the failure a retry (recover) cleared, kept until the
+	// flush that follows it ends: appends are refused until that flush
+	// shows whether writes work again, so a disk that is still full does
+	// not take new records at every retry.
+	retryErr error
 	segs     []*seg
 	active   *seg // last of segs, nil when the log has no file
 	spare    *seg // prepared next file (base not yet known), nil if none
@@ -239,6 +244,16 @@ func (l *Log) appendLocked(recs []Record) (uint64, error) {
 	}
 	if l.failErr != nil {
 		return 0, l.failErr
+	}
+	if l.retryErr != nil {
+		return 0, l.retryErr
+	}
+	if g := l.opts.Guard; g != nil {
+		// The write would be refused: refuse the records now, rather than
+		// take them and hold them until the disk has room.
+		if err := g(); err != nil {
+			return 0, fmt.Errorf("%w: %w", ErrFailing, err)
+		}
 	}
 	for i := range recs {
 		if recordBodySize(&recs[i], 0)+2*binary.MaxVarintLen64 > MaxChunkSize {
@@ -622,6 +637,7 @@ func (l *Log) flush(all bool) error {
 // flushLocked flushes with fmu held. Without all, only full chunks are
 // written (a transient log keeps the rest in memory).
 func (l *Log) flushLocked(all bool) error {
+	defer l.endRetry()
 	if err := l.writeLocked(all); err != nil {
 		return err
 	}
@@ -922,9 +938,17 @@ func (l *Log) recover() error {
 	if l.active != nil {
 		l.target = max(l.target, l.active.size)
 	}
-	l.failErr = nil
+	l.retryErr, l.failErr = l.failErr, nil
 	l.healing = true
 	return nil
+}
+
+// endRetry ends the retry recover began: appends are taken again, unless
+// the flush failed and put the log back in the failing state.
+func (l *Log) endRetry() {
+	l.mu.Lock()
+	l.retryErr = nil
+	l.mu.Unlock()
 }
 
 func slicesContains(ss []*seg, s *seg) bool {

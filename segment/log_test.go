@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -456,4 +457,35 @@ func TestStableBodies(t *testing.T) {
 	l = openT(t, fs, "q", opts)
 	defer l.Close()
 	check("read from disk")
+}
+
+// TestGuardRefusesAppends: while the guard fails (the store's full disk),
+// appends are refused at once with ErrFailing, not taken to be held until
+// there is room; the log does not enter the failing state, and takes
+// appends again once the guard passes.
+func TestGuardRefusesAppends(t *testing.T) {
+	var full atomic.Bool
+	errFull := errors.New("disk full")
+	l := openT(t, vfs.NewMem(), "q", Options{Sync: true, Guard: func() error {
+		if full.Load() {
+			return errFull
+		}
+		return nil
+	}})
+	defer l.Close()
+	if _, err := l.Append(mkRec(1, 10)); err != nil {
+		t.Fatal(err)
+	}
+	full.Store(true)
+	if _, err := l.Append(mkRec(2, 10)); !errors.Is(err, ErrFailing) || !errors.Is(err, errFull) {
+		t.Fatalf("append while the guard fails: %v", err)
+	}
+	if err := l.Failing(); err != nil {
+		t.Fatalf("a refused append put the log in the failing state: %v", err)
+	}
+	full.Store(false)
+	if got, err := l.Append(mkRec(2, 10)); err != nil || got != 2 {
+		t.Fatalf("append after the guard passed: %d %v", got, err)
+	}
+	checkRead(t, l, 2, 10)
 }

@@ -155,10 +155,10 @@ type Options struct {
 	// NextSeq is the sequence to start from when the log holds no record
 	// (its files were all reclaimed); 0 means 1.
 	NextSeq uint64
-	// Guard, if set, is asked before the log creates a file or writes a
-	// chunk; an error fails the write as the file system would (the store
-	// keeps logs off the space it reserves for its index when the disk is
-	// full).
+	// Guard, if set, is asked before the log takes records, creates a file
+	// or writes a chunk; an error refuses the append (wrapping ErrFailing)
+	// or fails the write as the file system would (the store keeps logs
+	// off the space it reserves for its index when the disk is full).
 	Guard func() error
 	// WantFlush, if set, is called (without locks held) when the log holds
 	// records it cannot write until a flush creates its next file: the
