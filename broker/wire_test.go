@@ -138,9 +138,20 @@ func TestResourceAlarmsBlockPublishers(t *testing.T) {
 	_, cch := b.channel()
 	cch.QueueDeclare("alarm-in", false, false, false, false, nil)
 	cch.QueueDeclare("alarm-backlog", false, false, false, false, nil)
-	for i := 0; i < 10; i++ {
-		publish(t, cch, "", "alarm-backlog", amqp.Publishing{Body: []byte("b")})
+	// cch publishes only while no alarm is active: a publish the broker
+	// reads during an alarm blocks cch too (as RabbitMQ blocks any
+	// publishing connection), and its consume below would never be answered.
+	// So each batch is waited for, before the next alarm is raised.
+	backlog := func() {
+		t.Helper()
+		for i := 0; i < 10; i++ {
+			publish(t, cch, "", "alarm-backlog", amqp.Publishing{Body: []byte("b")})
+		}
+		if q, err := cch.QueueDeclarePassive("alarm-backlog", false, false, false, false, nil); err != nil || q.Messages != 10 {
+			t.Fatalf("backlog: %+v %v, want 10 messages", q, err)
+		}
 	}
+	backlog()
 	for _, tc := range []struct {
 		name, reason string
 		raise, clear func() error
@@ -204,9 +215,7 @@ func TestResourceAlarmsBlockPublishers(t *testing.T) {
 			}
 			cch.QueuePurge("alarm-in", false)
 			cch.Cancel("c-"+tc.name, false)
-			for i := 0; i < 10; i++ {
-				publish(t, cch, "", "alarm-backlog", amqp.Publishing{Body: []byte("b")})
-			}
+			backlog()
 		})
 	}
 }
