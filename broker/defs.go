@@ -120,21 +120,9 @@ func (vh *vhost) load() error {
 		return err
 	}
 	for _, qd := range qs {
-		args := decodeArgs(qd.Arguments)
-		kind := queueTypeOf(args, kindClassic)
-		q := &queue{vh: vh, name: qd.Name, id: qd.ID, durable: true, autoDelete: qd.AutoDelete,
-			args: args, kind: kind, maxPrio: -1}
-		if kind == kindClassic {
-			q.maxPrio = maxPriorityOf(args)
+		if err := vh.loadQueueLocked(qd); err != nil {
+			return err
 		}
-		vh.matchPoliciesLocked(q)
-		q.configureLocked()
-		if err := vh.openStoreLocked(q, qd); err != nil {
-			return fmt.Errorf("broker: open queue %s/%s: %w", vh.name, qd.Name, err)
-		}
-		q.perMsgTTL = true // recovered messages may carry an expiration
-		vh.queues[qd.Name] = q
-		vh.s.queueCount.Add(1)
 	}
 	bs, err := idx.Bindings(vh.name)
 	if err != nil {
@@ -160,6 +148,27 @@ func (vh *vhost) load() error {
 		}
 		q.unlock()
 	}
+	return nil
+}
+
+// loadQueueLocked opens a durable queue from its definition, at load or
+// when a repair puts a definition back.
+func (vh *vhost) loadQueueLocked(qd index.Queue) error {
+	args := decodeArgs(qd.Arguments)
+	kind := queueTypeOf(args, kindClassic)
+	q := &queue{vh: vh, name: qd.Name, id: qd.ID, durable: true, autoDelete: qd.AutoDelete,
+		args: args, kind: kind, maxPrio: -1}
+	if kind == kindClassic {
+		q.maxPrio = maxPriorityOf(args)
+	}
+	vh.matchPoliciesLocked(q)
+	q.configureLocked()
+	if err := vh.openStoreLocked(q, qd); err != nil {
+		return fmt.Errorf("broker: open queue %s/%s: %w", vh.name, qd.Name, err)
+	}
+	q.perMsgTTL = true // recovered messages may carry an expiration
+	vh.queues[qd.Name] = q
+	vh.s.queueCount.Add(1)
 	return nil
 }
 

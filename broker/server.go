@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -16,6 +17,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/rs/zerolog"
 
+	"github.com/warrenmq/warren/index"
 	"github.com/warrenmq/warren/store"
 )
 
@@ -259,7 +261,11 @@ func New(cfg Config) (*Server, error) {
 		lock.Close()
 		return nil, err
 	}
-	s.dropUnclaimed()
+	if err := s.settleUnclaimed(); err != nil {
+		st.Close()
+		lock.Close()
+		return nil, err
+	}
 	s.log.Info().Str("data_dir", cfg.DataDir).Int("vhosts", len(s.vhosts)).
 		Dur("recovery", time.Since(start)).Msg("storage recovered")
 	s.stopAlarms = make(chan struct{})
@@ -271,21 +277,102 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// dropUnclaimed deletes the logs of durable queues the index has no
-// definition for: a queue.delete interrupted by a crash (the definition is
-// deleted first, then the messages). Each is logged with what it held.
-func (s *Server) dropUnclaimed() {
+// settleUnclaimed deals with the logs of durable queues the index has no
+// definition for. A queue.delete (or a failed declaration) interrupted by
+// a crash leaves one: the definition goes first, with a deletion mark in
+// the same batch, and the mark goes with the log's state. A log with the
+// mark, or without messages, is removed now, finishing the delete. A log
+// that holds messages and has no mark is data the broker cannot account
+// for: every such log is logged at error level with its count, and New
+// refuses to start (store.ErrNeedsRepair) unless --repair asks to put the
+// queues' definitions back from their segments.
+func (s *Server) settleUnclaimed() error {
+	idx := s.store.Index()
+	var unknown []store.Recovered
+	messages := 0
+	levelsOf, failed := make(map[string]bool), make(map[string]bool)
 	for _, r := range s.store.Unclaimed() {
-		ev := s.log.Info()
-		if r.Ready > 0 {
-			ev = s.log.Warn()
+		marked, err := idx.Deleting(r.ID)
+		if err == nil && !marked && r.Def.ID != "" && r.Def.ID != r.ID {
+			marked, err = idx.Deleting(r.Def.ID) // a priority level's queue
 		}
-		ev.Str("id", r.ID).Str("vhost", r.Def.VHost).Str("queue", r.Def.Name).Int("messages", r.Ready).
-			Msg("removing the messages of a queue deleted before the restart (its definition was gone)")
+		if err != nil {
+			return fmt.Errorf("broker: %w", err)
+		}
+		if !marked && r.Ready > 0 {
+			s.log.Error().Str("id", r.ID).Str("vhost", r.Def.VHost).Str("queue", r.Def.Name).Int("messages", r.Ready).
+				Msg("a queue log holds messages but the index has no definition for it, and no record of its deletion")
+			unknown = append(unknown, r)
+			messages += r.Ready
+			continue
+		}
+		s.log.Info().Str("id", r.ID).Str("vhost", r.Def.VHost).Str("queue", r.Def.Name).Int("messages", r.Ready).
+			Msg("removing the log of a queue deleted before the restart")
 		if err := s.store.DeleteQueue(r.ID); err != nil {
 			s.log.Error().Err(err).Str("id", r.ID).Msg("cannot remove the log of a deleted queue")
+			failed[r.Def.ID] = true
+		} else if r.Def.ID != "" && r.Def.ID != r.ID {
+			levelsOf[r.Def.ID] = true
 		}
 	}
+	for id := range levelsOf {
+		// A priority queue's mark is keyed by its ID, which no log has.
+		if !failed[id] {
+			if err := idx.ClearDeleting(id); err != nil {
+				s.log.Error().Err(err).Str("id", id).Msg("cannot clear the deletion mark of a deleted queue")
+			}
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	if !s.cfg.Repair {
+		names := make([]string, 0, min(len(unknown), 5))
+		for _, r := range unknown[:min(len(unknown), 5)] {
+			names = append(names, fmt.Sprintf("'%s' in vhost '%s' (%s)", r.Def.Name, r.Def.VHost, r.ID))
+		}
+		return fmt.Errorf("broker: %w: %d queue logs hold %d messages but have no definition: %s",
+			store.ErrNeedsRepair, len(unknown), messages, strings.Join(names, ", "))
+	}
+	restored := make(map[string]bool)
+	for _, r := range unknown {
+		if r.Def.ID != "" && restored[r.Def.ID] {
+			continue // another level of a priority queue put back already
+		}
+		def, err := s.store.RestoreQueue(r.ID)
+		if err != nil {
+			return fmt.Errorf("broker: repair: %w", err)
+		}
+		restored[def.ID] = true
+		if err := s.openRestored(def); err != nil {
+			return err
+		}
+	}
+	s.log.Warn().Int("queues", len(restored)).Int("messages", messages).
+		Msg("repair: put back the definitions of queues whose logs had none")
+	return nil
+}
+
+// openRestored opens a queue whose definition a repair put back, in its
+// vhost (recreated when the repair recreated it).
+func (s *Server) openRestored(def index.Queue) error {
+	vh := s.vhosts[def.VHost]
+	if vh == nil {
+		vh = newVHost(s, def.VHost)
+		s.vhosts[def.VHost] = vh
+		return vh.load() // the index holds the definition now
+	}
+	vh.mu.Lock()
+	defer vh.mu.Unlock()
+	if err := vh.loadQueueLocked(def); err != nil {
+		return err
+	}
+	q := vh.queues[def.Name]
+	vh.qmap.setLocked(def.Name, q)
+	q.mu.Lock()
+	q.touchLocked()
+	q.unlock()
+	return nil
 }
 
 // defaultMaxOpenFiles is the store's bound on open segment files: 1024, or

@@ -177,7 +177,8 @@ func (db *DB) DeleteVHost(name string) error {
 		ops = append(ops, jop{op: 'R', key: p, value: prefixEnd(p)})
 	}
 	for _, q := range queues {
-		ops = append(ops, jop{op: 'D', key: keyOf(kindLogState, q.ID)}, jop{op: 'D', key: keyOf(kindLease, q.ID)})
+		ops = append(ops, jop{op: 'D', key: keyOf(kindLogState, q.ID)}, jop{op: 'D', key: keyOf(kindLease, q.ID)},
+			jop{op: 'D', key: keyOf(kindDeleting, q.ID)})
 	}
 	params, err := db.Parameters()
 	if err != nil {

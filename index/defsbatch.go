@@ -1,6 +1,7 @@
 package index
 
 import (
+	"errors"
 	"fmt"
 )
 
@@ -26,6 +27,39 @@ func (b *DefsBatch) DeleteExchange(vhost, name string) {
 // DeleteQueue deletes a queue definition (not its log state).
 func (b *DefsBatch) DeleteQueue(vhost, name string) {
 	b.ops = append(b.ops, jop{op: 'D', key: keyOf(kindQueue, vhost, name)})
+}
+
+// MarkDeleting records, with the definition's deletion in the same batch,
+// that the queue whose ID is given is being deleted: its log goes after the
+// batch commits, and Batch.DeleteQueueState clears the mark with the log's
+// state. A crash in between leaves a log without a definition, and the
+// mark tells the next start that the log's messages were deleted on
+// purpose (see Deleting). Marks are not definitions: they are not
+// journaled.
+func (b *DefsBatch) MarkDeleting(queueID string) {
+	b.ops = append(b.ops, jop{op: 'S', key: keyOf(kindDeleting, queueID)})
+}
+
+// Deleting reports whether the queue with the given ID carries a deletion
+// mark (see DefsBatch.MarkDeleting).
+func (db *DB) Deleting(queueID string) (bool, error) {
+	_, err := db.get(keyOf(kindDeleting, queueID))
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, ErrNotFound):
+		return false, nil
+	}
+	return false, fmt.Errorf("index: deletion mark of %q: %w", queueID, err)
+}
+
+// ClearDeleting removes a queue's deletion mark, for a queue whose logs
+// have other IDs (a priority queue's levels): its last log is gone.
+func (db *DB) ClearDeleting(queueID string) error {
+	if err := db.write([]jop{{op: 'D', key: keyOf(kindDeleting, queueID)}}); err != nil {
+		return fmt.Errorf("index: clear deletion mark of %q: %w", queueID, err)
+	}
+	return nil
 }
 
 // DeleteBinding deletes a binding.

@@ -24,6 +24,9 @@ const (
 	kindOperatorPolicy = 'O'
 	// kindLease keys a queue's delivery lease (lease.go).
 	kindLease = 'D'
+	// kindDeleting marks a queue whose definition is deleted and whose log
+	// may not be yet (defsbatch.go).
+	kindDeleting = 'X'
 )
 
 // Escape bytes. Part of the format, do not change.

@@ -163,8 +163,8 @@ func (b *Batch) SetLogState(queueID string, s LogState) error {
 	return nil
 }
 
-// DeleteQueueState removes the state of the queue's log, and the delivery
-// counts of its messages.
+// DeleteQueueState removes the state of the queue's log, the delivery
+// counts of its messages and its deletion mark (DefsBatch.MarkDeleting).
 func (b *Batch) DeleteQueueState(queueID string) error {
 	if err := b.b.Delete(keyOf(kindLogState, queueID), nil); err != nil {
 		return fmt.Errorf("index: delete log state of %q: %w", queueID, err)
@@ -174,6 +174,9 @@ func (b *Batch) DeleteQueueState(queueID string) error {
 	}
 	if err := b.b.Delete(keyOf(kindLease, queueID), nil); err != nil {
 		return fmt.Errorf("index: delete delivery lease of %q: %w", queueID, err)
+	}
+	if err := b.b.Delete(keyOf(kindDeleting, queueID), nil); err != nil {
+		return fmt.Errorf("index: delete deletion mark of %q: %w", queueID, err)
 	}
 	b.n++
 	return nil

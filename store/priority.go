@@ -365,6 +365,11 @@ func (pq *PriorityQueue) Delete() error {
 			first = err
 		}
 	}
+	if first == nil && pq.durable {
+		// The levels' states took their own marks; the queue's is keyed
+		// by its ID, which no log has.
+		first = pq.s.db.ClearDeleting(pq.id)
+	}
 	return first
 }
 

@@ -596,37 +596,10 @@ func (s *Store) repairQueue(q *Queue) error {
 		b.Close()
 		return fmt.Errorf("store: repair %s: %w", q.id, err)
 	}
-	def, err := decodeIdentity(q.log.Recovery().Identity)
-	if err == nil && def.ID != "" && def.ID != q.id {
-		// A log of queue def.ID (a priority level): its definition is
-		// the queue's, put back below if the index lost it.
-		q.partOf = def.ID
-	} else if err != nil {
-		// Segments from before identities: give it a name that says so.
-		def = index.Queue{VHost: "/", Name: "recovered-" + q.id, ID: q.id, Durable: true}
-		s.log.Warn().Str("queue", q.id).Str("name", def.Name).
-			Msg("store: repair: the segments do not record the queue's identity; recovered under a new name")
-	}
-	if q.partOf == "" {
-		def.ID = q.id
-	}
-	def.Durable = true
-	if _, err := s.db.GetVHost(def.VHost); errors.Is(err, index.ErrNotFound) {
-		if err := s.db.PutVHost(index.VHost{Name: def.VHost}); err != nil {
-			b.Close()
-			return fmt.Errorf("store: repair %s: %w", q.id, err)
-		}
-		s.log.Warn().Str("vhost", def.VHost).Msg("store: repair: recreated a vhost from a queue's identity")
-	}
-	if have, err := s.db.GetQueue(def.VHost, def.Name); err != nil || have.ID != def.ID {
-		if err == nil {
-			// The name now belongs to another queue: keep both.
-			def.Name = def.Name + "-recovered-" + q.id
-		}
-		if err := b.PutQueue(def); err != nil {
-			b.Close()
-			return fmt.Errorf("store: repair %s: %w", q.id, err)
-		}
+	def, err := s.putBackDefinition(q, b)
+	if err != nil {
+		b.Close()
+		return fmt.Errorf("store: repair %s: %w", q.id, err)
 	}
 	if err := b.Commit(true); err != nil {
 		return fmt.Errorf("store: repair %s: %w", q.id, err)
@@ -643,6 +616,74 @@ func (s *Store) repairQueue(q *Queue) error {
 	s.log.Warn().Str("vhost", def.VHost).Str("queue", def.Name).Str("id", q.id).Int64("ready", q.ready).
 		Msg("store: repair: rebuilt the queue's log state from its segments; acks since its last commit are lost, those messages come back redelivered")
 	return nil
+}
+
+// putBackDefinition adds to b the definition of q's queue, taken from the
+// identity its segments record, when the index has none for it: under its
+// own name, or NAME-recovered-ID when the name now belongs to another
+// queue, with its vhost recreated if that is gone too. A priority level's
+// log gives its queue's definition (and q.partOf is set). Segments from
+// before identities give "recovered-ID" in vhost "/". It returns the
+// definition.
+func (s *Store) putBackDefinition(q *Queue, b *index.Batch) (index.Queue, error) {
+	def, err := decodeIdentity(q.log.Recovery().Identity)
+	if err == nil && def.ID != "" && def.ID != q.id {
+		// A log of queue def.ID (a priority level): its definition is
+		// the queue's.
+		q.partOf = def.ID
+	} else if err != nil {
+		// Segments from before identities: give it a name that says so.
+		def = index.Queue{VHost: "/", Name: "recovered-" + q.id, ID: q.id, Durable: true}
+		s.log.Warn().Str("queue", q.id).Str("name", def.Name).
+			Msg("store: repair: the segments do not record the queue's identity; recovered under a new name")
+	}
+	if q.partOf == "" {
+		def.ID = q.id
+	}
+	def.Durable = true
+	if _, err := s.db.GetVHost(def.VHost); errors.Is(err, index.ErrNotFound) {
+		if err := s.db.PutVHost(index.VHost{Name: def.VHost}); err != nil {
+			return def, err
+		}
+		s.log.Warn().Str("vhost", def.VHost).Msg("store: repair: recreated a vhost from a queue's identity")
+	}
+	if have, err := s.db.GetQueue(def.VHost, def.Name); err != nil || have.ID != def.ID {
+		if err == nil {
+			// The name now belongs to another queue: keep both.
+			def.Name = def.Name + "-recovered-" + def.ID
+		}
+		if err := b.PutQueue(def); err != nil {
+			return def, err
+		}
+	}
+	return def, nil
+}
+
+// RestoreQueue puts back, for a repair, the definition of an unclaimed
+// queue (see Unclaimed) whose log holds messages and carries no deletion
+// mark, from the identity its segments record (see putBackDefinition). The
+// caller opens the queue with the definition returned; for a priority
+// level's log that is its queue's (Def.ID is the queue's ID, not id).
+func (s *Store) RestoreQueue(id string) (index.Queue, error) {
+	s.mu.Lock()
+	q := s.queues[id]
+	s.mu.Unlock()
+	if q == nil {
+		return index.Queue{}, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	b := s.db.NewBatch()
+	def, err := s.putBackDefinition(q, b)
+	if err == nil {
+		err = b.Commit(true)
+	} else {
+		b.Close()
+	}
+	if err != nil {
+		return def, fmt.Errorf("store: restore queue %s: %w", id, err)
+	}
+	s.log.Warn().Str("vhost", def.VHost).Str("queue", def.Name).Str("id", id).
+		Msg("store: repair: put back the definition of a queue whose log had none (its bindings are gone)")
+	return def, nil
 }
 
 func checkID(id string) error {
