@@ -186,7 +186,14 @@ func TestDefinitionDeleteErrorsReachClient(t *testing.T) {
 	if err := ch.QueueBind("keep", "k", "keepx", false, nil); err != nil {
 		t.Fatal(err)
 	}
-	publish(t, ch, "", "keep", amqp.Publishing{DeliveryMode: amqp.Persistent, Body: []byte("precious")})
+	// Confirmed before the failures start: an unconfirmed publish may still
+	// be unread when the restart below closes the connection.
+	if err := ch.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	if ok := publishConfirmed(t, ch, "", "keep", amqp.Publishing{DeliveryMode: amqp.Persistent, Body: []byte("precious")}); !ok[0] {
+		t.Fatal("nacked")
+	}
 	idx := b.srv.Store().Index()
 	idx.FailDefinitionWritesForTesting(errors.New("injected I/O error"))
 
