@@ -94,6 +94,10 @@ type Config struct {
 	// SyncWorkers bounds the logs a sync round flushes at once (default
 	// store.DefaultSyncWorkers).
 	SyncWorkers int
+	// BallastSize is the space the store keeps reserved for the index
+	// against a full disk (0: store.DefaultBallastSize, at most 2% of the
+	// file system; negative: none).
+	BallastSize int64
 	// Repair rebuilds a missing or damaged index from the segments and the
 	// definitions journal instead of refusing to start (warren --repair).
 	Repair bool
@@ -243,6 +247,7 @@ func New(cfg Config) (*Server, error) {
 		MaxOpenFiles:   cfg.MaxOpenFiles,
 		CommitInterval: cfg.CommitInterval,
 		SyncWorkers:    cfg.SyncWorkers,
+		BallastSize:    cfg.BallastSize,
 		Repair:         cfg.Repair,
 		FS:             cfg.FS,
 		Logger:         cfg.Logger,

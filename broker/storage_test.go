@@ -395,3 +395,21 @@ func TestRepairFromSegmentsOnly(t *testing.T) {
 		}
 	}
 }
+
+// TestBallastSetting: Config.BallastSize (warren --disk-ballast) reaches
+// the store: by default the data directory holds the ballast, with -1 it
+// holds none.
+func TestBallastSetting(t *testing.T) {
+	for _, tc := range []struct {
+		size int64
+		want bool
+	}{{0, true}, {-1, false}} {
+		dir := t.TempDir()
+		b := startBrokerConfig(t, Config{DataDir: dir, BallastSize: tc.size})
+		_, err := os.Stat(filepath.Join(dir, "ballast"))
+		b.stop()
+		if got := err == nil; got != tc.want {
+			t.Fatalf("BallastSize %d: ballast present %v, want %v (%v)", tc.size, got, tc.want, err)
+		}
+	}
+}

@@ -285,6 +285,7 @@ func Open(opts Options) (*Store, error) {
 		s.db.Close()
 		return nil, err
 	}
+	s.fitBallast()
 	s.ensureBallast()
 	s.stop, s.done = make(chan struct{}), make(chan struct{})
 	go s.reclaimLoop()
@@ -306,6 +307,33 @@ func (s *Store) releaseBallast() {
 	}
 	s.log.Error().Int64("bytes", s.ballastSize).
 		Msg("store: disk full: released the ballast kept for the index; publishes fail until the disk has room again")
+}
+
+// fitBallast removes, at Open, a ballast an earlier start left that this
+// one does not want (none, or another size: ensureBallast then makes it
+// anew). It holds no data.
+func (s *Store) fitBallast() {
+	path := s.fs.PathJoin(s.opts.Dir, ballastFile)
+	st, err := s.fs.Stat(path)
+	if err != nil {
+		return
+	}
+	if s.ballastSize > 0 {
+		// The ballast is preallocated, so its length says nothing: its
+		// blocks tell, where the file system gives them.
+		sys, ok := st.Sys().(*syscall.Stat_t)
+		if !ok {
+			return
+		}
+		if have := sys.Blocks * 512; have >= s.ballastSize && have < s.ballastSize+1<<20 {
+			return
+		}
+	}
+	if err := s.fs.Remove(path); err != nil {
+		s.log.Error().Err(err).Str("file", path).Msg("store: cannot remove the ballast of an earlier setting")
+		return
+	}
+	s.log.Info().Int64("bytes", s.ballastSize).Msg("store: the ballast size changed: removed the earlier ballast")
 }
 
 // ensureBallast (re)creates the ballast when the disk has room for it and

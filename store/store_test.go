@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -872,3 +873,36 @@ var testLogger = func() zerolog.Logger {
 	}
 	return zerolog.Nop()
 }()
+
+// TestBallastFollowsSetting: the ballast is made at the configured size,
+// remade when a later start asks for another size, and removed when a
+// later start asks for none.
+func TestBallastFollowsSetting(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, ballastFile)
+	allocated := func() int64 {
+		t.Helper()
+		var st syscall.Stat_t
+		if err := syscall.Stat(path, &st); err != nil {
+			if errors.Is(err, syscall.ENOENT) {
+				return -1
+			}
+			t.Fatal(err)
+		}
+		return st.Blocks * 512
+	}
+	for _, tc := range []struct {
+		size int64
+		want int64 // -1: no file
+	}{{1 << 20, 1 << 20}, {1 << 20, 1 << 20}, {3 << 20, 3 << 20}, {-1, -1}, {2 << 20, 2 << 20}} {
+		s := open(t, vfs.Default, dir, func(o *Options) { o.BallastSize = tc.size })
+		got := allocated()
+		s.Close()
+		if tc.want < 0 && got != -1 {
+			t.Fatalf("BallastSize %d: a ballast of %d bytes is left", tc.size, got)
+		}
+		if tc.want >= 0 && (got < tc.want || got >= tc.want+1<<20) {
+			t.Fatalf("BallastSize %d: ballast holds %d bytes, want %d", tc.size, got, tc.want)
+		}
+	}
+}

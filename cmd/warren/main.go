@@ -60,6 +60,7 @@ func run(args []string) int {
 	maxOpenFiles := fs.Int("max-open-files", 0, "segment files kept open, whatever the number of queues and segments (least recently used ones are closed); 0: 1024, or an eighth of the descriptor limit if smaller; the index keeps up to a quarter more")
 	commitInterval := fs.Duration("commit-interval", store.DefaultCommitInterval, "spacing of the synced index commits of ack state under load")
 	syncWorkers := fs.Int("sync-workers", store.DefaultSyncWorkers, "queue logs a group-commit round writes and fdatasyncs at once")
+	ballast := fs.Int64("disk-ballast", 0, "bytes kept reserved in the data directory (file 'ballast') so that the index can still write when the disk fills; 0: 64 MiB, at most 2% of the file system; -1: none (a full disk then stops index writes until space returns)")
 	repair := fs.Bool("repair", false, "rebuild a missing or damaged index from the segment files and the definitions journal (the damaged index is kept aside) instead of refusing to start")
 	frameMax := fs.Uint("frame-max", 131072, "largest frame the broker accepts and proposes, in bytes (4096 to 1048576)")
 	channelMax := fs.Uint("channel-max", 2047, "highest channel number a connection may open (1 to 65535)")
@@ -138,6 +139,7 @@ func run(args []string) int {
 		MaxOpenFiles:   *maxOpenFiles,
 		CommitInterval: *commitInterval,
 		SyncWorkers:    *syncWorkers,
+		BallastSize:    *ballast,
 		Repair:         *repair,
 	})
 	if err != nil {
