@@ -322,15 +322,48 @@ func (s *Server) DeleteVHost(name string) error {
 	for _, q := range vh.sortedQueues() {
 		n, err := vh.deleteQueue(q, "vhost deleted")
 		if err != nil {
+			s.restoreVHost(vh)
 			return err
 		}
 		msgs += n
 	}
+	// A queue declared while the connections were closing may have come in
+	// after the list above: the index marks its definition as deleted, and
+	// the next start removes its log.
 	if err := s.store.Index().DeleteVHost(name); err != nil && !errors.Is(err, index.ErrNotFound) {
+		s.restoreVHost(vh)
 		return fmt.Errorf("broker: delete vhost: %w", err)
 	}
 	s.log.Info().Str("vhost", name).Int("connections_closed", len(conns)).Int("messages_deleted", msgs).Msg("vhost deleted")
 	return nil
+}
+
+// restoreVHost puts back a vhost whose deletion failed (a storage error):
+// it is still in the index, with what it has left, so it is served again,
+// with its users' permissions as the index holds them, and can be deleted
+// again.
+func (s *Server) restoreVHost(vh *vhost) {
+	perms, err := s.store.Index().Permissions()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.vhosts[vh.name] != nil {
+		return
+	}
+	s.vhosts[vh.name] = vh
+	if err != nil {
+		s.log.Error().Err(err).Str("vhost", vh.name).Msg("vhost kept after a failed delete; cannot read its permissions back")
+		return
+	}
+	for _, p := range perms {
+		u := s.users[p.User]
+		if p.VHost != vh.name || u == nil {
+			continue
+		}
+		if pp, err := newPermission(p.Configure, p.Write, p.Read); err == nil {
+			u.slotLocked(p.VHost).p.Store(pp)
+		}
+	}
+	s.log.Error().Str("vhost", vh.name).Msg("vhost kept: its deletion failed")
 }
 
 // ---- policies and runtime parameters ----

@@ -369,6 +369,9 @@ func (s *Server) openRestored(def index.Queue) error {
 	}
 	vh.mu.Lock()
 	defer vh.mu.Unlock()
+	if q := vh.queues[def.Name]; q != nil && q.id == def.ID {
+		return nil // loaded with its vhost above
+	}
 	if err := vh.loadQueueLocked(def); err != nil {
 		return err
 	}
@@ -376,6 +379,9 @@ func (s *Server) openRestored(def index.Queue) error {
 	vh.qmap.setLocked(def.Name, q)
 	q.mu.Lock()
 	q.touchLocked()
+	if q.mayExpire() {
+		q.expireHeadLocked()
+	}
 	q.unlock()
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/warrenmq/warren/index"
 	"github.com/warrenmq/warren/store"
 )
 
@@ -205,5 +206,74 @@ func TestDeleteClearsMark(t *testing.T) {
 		if marked, err := b.srv.store.Index().Deleting(id); err != nil || marked {
 			t.Fatalf("args %v: deletion mark left after the delete: %v %v", args, marked, err)
 		}
+	}
+}
+
+// TestFailedVHostDeleteKeepsIt: a vhost delete that fails on storage
+// leaves the vhost served, with its permissions and its queue's messages,
+// and restarts cleanly; a later delete succeeds. A queue the index still
+// defines when the vhost's definitions go (one declared while its
+// connections were closing) is marked, so the next start removes its log
+// instead of refusing to start.
+func TestFailedVHostDeleteKeepsIt(t *testing.T) {
+	dir := t.TempDir()
+	b := startBroker(t, dir)
+	if _, err := b.srv.PutVHost(index.VHost{Name: "v"}, "guest"); err != nil {
+		t.Fatal(err)
+	}
+	vurl := strings.TrimSuffix(b.url, "/") + "/v"
+	dialV := func() *amqp.Channel {
+		t.Helper()
+		c, err := amqp.Dial(vurl)
+		if err != nil {
+			t.Fatalf("dial vhost v: %v", err)
+		}
+		t.Cleanup(func() { c.Close() })
+		ch, err := c.Channel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ch
+	}
+	ch := dialV()
+	for _, q := range []string{"kept", "late"} {
+		if _, err := ch.QueueDeclare(q, true, false, false, false, nil); err != nil {
+			t.Fatal(err)
+		}
+		publishPersistent(t, ch, q, 4, 0)
+	}
+
+	b.srv.Store().Index().FailDefinitionWritesForTesting(errors.New("injected I/O error"))
+	if err := b.srv.DeleteVHost("v"); err == nil || !strings.Contains(err.Error(), "injected") {
+		t.Fatalf("DeleteVHost with failing writes: %v", err)
+	}
+	b.srv.Store().Index().FailDefinitionWritesForTesting(nil)
+	ch = dialV() // served again, guest's permission back
+	if q, err := ch.QueueDeclarePassive("kept", true, false, false, false, nil); err != nil || q.Messages != 4 {
+		t.Fatalf("after the failed delete: %+v %v", q, err)
+	}
+
+	// "late" is left in the index as a racing declaration would leave it
+	// after the broker's own deletes: the vhost's removal marks it.
+	vh := b.srv.vhosts["v"]
+	vh.mu.Lock()
+	lateID, keptID := vh.queues["late"].id, vh.queues["kept"].id
+	vh.mu.Unlock()
+	batch := b.srv.Store().Index().NewDefsBatch()
+	batch.DeleteQueue("v", "kept")
+	batch.MarkDeleting(keptID)
+	if err := batch.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.srv.Store().Index().DeleteVHost("v"); err != nil {
+		t.Fatal(err)
+	}
+	b.stop()
+	b = startBroker(t, dir) // starts: both logs are accounted for
+	if d := logDirs(t, dir, lateID); len(d) != 0 {
+		t.Fatalf("the log of the vhost's last queue is still there: %v", d)
+	}
+	if _, err := amqp.Dial(vurl); err == nil {
+		t.Fatal("the deleted vhost is served")
 	}
 }

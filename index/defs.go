@@ -156,8 +156,10 @@ func (db *DB) GetVHost(name string) (VHost, error) {
 }
 
 // DeleteVHost deletes a vhost together with its exchanges, queues, bindings,
-// permissions and the log state of its queues, in one synced batch. It
-// returns ErrNotFound if the vhost does not exist.
+// permissions and parameters, in one synced batch; each queue definition it
+// deletes gets a deletion mark (see DefsBatch.MarkDeleting), as the log of
+// such a queue is still there. It returns ErrNotFound if the vhost does not
+// exist.
 func (db *DB) DeleteVHost(name string) error {
 	vkey := keyOf(kindVHost, name)
 	if _, err := db.get(vkey); err != nil {
@@ -177,8 +179,10 @@ func (db *DB) DeleteVHost(name string) error {
 		ops = append(ops, jop{op: 'R', key: p, value: prefixEnd(p)})
 	}
 	for _, q := range queues {
-		ops = append(ops, jop{op: 'D', key: keyOf(kindLogState, q.ID)}, jop{op: 'D', key: keyOf(kindLease, q.ID)},
-			jop{op: 'D', key: keyOf(kindDeleting, q.ID)})
+		// A queue still defined here has a log the caller did not delete:
+		// its state stays, and a deletion mark says the log is to go (the
+		// broker finishes that at its next start).
+		ops = append(ops, jop{op: 'S', key: keyOf(kindDeleting, q.ID)})
 	}
 	params, err := db.Parameters()
 	if err != nil {

@@ -253,8 +253,22 @@ func TestExchangeQueueBindingIsolation(t *testing.T) {
 		}
 	}
 	// Delete one vhost: its neighbours with prefix-related names survive.
+	// Each queue it drops is marked as being deleted (its log is still
+	// there); no other is.
+	marks := map[string]bool{}
+	for _, vh := range trickyNames {
+		qs, _ := db.Queues(vh)
+		for _, q := range qs {
+			marks[q.ID] = vh == "a"
+		}
+	}
 	if err := db.DeleteVHost("a"); err != nil {
 		t.Fatal(err)
+	}
+	for id, want := range marks {
+		if got, err := db.Deleting(id); err != nil || got != want {
+			t.Fatalf("after DeleteVHost(a), Deleting(%q) = %v, %v; want %v", id, got, err, want)
+		}
 	}
 	for _, vh := range trickyNames {
 		es, _ := db.Exchanges(vh)

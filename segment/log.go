@@ -1618,7 +1618,9 @@ const DeletedSuffix = ".deleted"
 
 // Remove closes the log without writing what is pending and deletes its
 // directory: renamed to <dir>.deleted (and the parent synced) first, then
-// removed.
+// removed. An error that wraps ErrNotRemoved means the directory may still
+// be found under its name; any other means only the removal of the renamed
+// directory failed (Open removes those).
 func (l *Log) Remove() error {
 	l.fmu.Lock()
 	defer l.fmu.Unlock()
@@ -1634,11 +1636,11 @@ func (l *Log) Remove() error {
 	if _, err := l.fs.Stat(dir); err == nil {
 		gone := dir + DeletedSuffix
 		if err := l.fs.Rename(dir, gone); err != nil {
-			return fmt.Errorf("segment: rename %s: %w", dir, err)
+			return fmt.Errorf("%w: rename %s: %w", ErrNotRemoved, dir, err)
 		}
 		if l.opts.Sync {
 			if err := syncDirPath(l.fs, l.fs.PathDir(dir)); err != nil {
-				return err
+				return fmt.Errorf("%w: %w", ErrNotRemoved, err)
 			}
 		}
 		dir = gone

@@ -125,6 +125,10 @@ var (
 	// written again by the Syncer's retries; the log accepts appends again
 	// once a retry succeeds.
 	ErrFailing = errors.New("segment: log failing writes")
+	// ErrNotRemoved is wrapped by the error of a Remove whose directory may
+	// still be found under its own name after a crash (its rename, or the
+	// sync of that rename, failed).
+	ErrNotRemoved = errors.New("segment: log directory not removed")
 )
 
 // Options configures a Log.

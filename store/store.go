@@ -286,7 +286,10 @@ func Open(opts Options) (*Store, error) {
 		return nil, err
 	}
 	s.fitBallast()
-	s.ensureBallast()
+	if !s.ensureBallast() && !s.db.ReadOnly() {
+		s.log.Warn().Int64("bytes", s.ballastSize).
+			Msg("store: no ballast (it needs three times its size free): the index has no reserve against a full disk until there is room")
+	}
 	s.stop, s.done = make(chan struct{}), make(chan struct{})
 	go s.reclaimLoop()
 	return s, nil
@@ -309,31 +312,67 @@ func (s *Store) releaseBallast() {
 		Msg("store: disk full: released the ballast kept for the index; publishes fail until the disk has room again")
 }
 
-// fitBallast removes, at Open, a ballast an earlier start left that this
-// one does not want (none, or another size: ensureBallast then makes it
-// anew). It holds no data.
+// fitBallast makes, at Open, a ballast an earlier start left fit this
+// one's setting: removed when none is wanted, grown in place, or replaced
+// by a smaller one. It holds no data; a failure keeps the old one.
 func (s *Store) fitBallast() {
 	path := s.fs.PathJoin(s.opts.Dir, ballastFile)
+	tmp := path + ".tmp"
+	_ = s.fs.Remove(tmp) // left by a replacement a crash cut off
 	st, err := s.fs.Stat(path)
 	if err != nil {
 		return
 	}
-	if s.ballastSize > 0 {
-		// The ballast is preallocated, so its length says nothing: its
-		// blocks tell, where the file system gives them.
-		sys, ok := st.Sys().(*syscall.Stat_t)
-		if !ok {
+	if s.ballastSize <= 0 {
+		if err := s.fs.Remove(path); err != nil {
+			s.log.Error().Err(err).Str("file", path).Msg("store: cannot remove the ballast (none is configured)")
 			return
 		}
-		if have := sys.Blocks * 512; have >= s.ballastSize && have < s.ballastSize+1<<20 {
-			return
-		}
-	}
-	if err := s.fs.Remove(path); err != nil {
-		s.log.Error().Err(err).Str("file", path).Msg("store: cannot remove the ballast of an earlier setting")
+		s.log.Info().Msg("store: no ballast is configured: removed the earlier one")
 		return
 	}
-	s.log.Info().Int64("bytes", s.ballastSize).Msg("store: the ballast size changed: removed the earlier ballast")
+	// The ballast is preallocated, so its length says nothing: its blocks
+	// tell, where the file system gives them.
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok {
+		return
+	}
+	have := sys.Blocks * 512
+	if have >= s.ballastSize && have < s.ballastSize+1<<20 {
+		return
+	}
+	prealloc := func(name string, create bool) error {
+		var f vfs.File
+		var err error
+		if create {
+			f, err = s.fs.Create(name, vfs.WriteCategoryUnspecified)
+		} else {
+			f, err = s.fs.OpenReadWrite(name, vfs.WriteCategoryUnspecified)
+		}
+		if err != nil {
+			return err
+		}
+		err = f.Preallocate(0, s.ballastSize)
+		if err == nil {
+			err = f.Sync()
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		return err
+	}
+	if have < s.ballastSize {
+		err = prealloc(path, false) // grows in place
+	} else if err = prealloc(tmp, true); err == nil {
+		err = s.fs.Rename(tmp, path)
+	}
+	if err != nil {
+		_ = s.fs.Remove(tmp)
+		s.log.Warn().Err(err).Int64("bytes", have).Int64("configured", s.ballastSize).
+			Msg("store: cannot resize the ballast; the earlier one stays")
+		return
+	}
+	s.log.Info().Int64("from", have).Int64("to", s.ballastSize).Msg("store: resized the ballast")
 }
 
 // ensureBallast (re)creates the ballast when the disk has room for it and
@@ -992,6 +1031,14 @@ func (s *Store) DeleteQueue(id string) error {
 	q.acks = ackSet{}
 	q.mu.Unlock()
 	rmErr := q.log.Remove()
+	if errors.Is(rmErr, segment.ErrNotRemoved) {
+		// The log may still be found under its name: its state (and the
+		// deletion mark the caller wrote with the definition's removal)
+		// stay, so that the next Open finds it and the broker finishes the
+		// delete, instead of a log nothing accounts for.
+		s.commitMu.Unlock()
+		return fmt.Errorf("store: delete queue %s: %w", id, rmErr)
+	}
 	var err error
 	if q.durable {
 		b := s.db.NewBatch()

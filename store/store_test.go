@@ -7,12 +7,14 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 	"github.com/rs/zerolog"
 
 	"github.com/warrenmq/warren/index"
@@ -875,8 +877,8 @@ var testLogger = func() zerolog.Logger {
 }()
 
 // TestBallastFollowsSetting: the ballast is made at the configured size,
-// remade when a later start asks for another size, and removed when a
-// later start asks for none.
+// grown in place or replaced by a smaller one when a later start asks for
+// another size, and removed when a later start asks for none.
 func TestBallastFollowsSetting(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, ballastFile)
@@ -894,7 +896,7 @@ func TestBallastFollowsSetting(t *testing.T) {
 	for _, tc := range []struct {
 		size int64
 		want int64 // -1: no file
-	}{{1 << 20, 1 << 20}, {1 << 20, 1 << 20}, {3 << 20, 3 << 20}, {-1, -1}, {2 << 20, 2 << 20}} {
+	}{{1 << 20, 1 << 20}, {1 << 20, 1 << 20}, {3 << 20, 3 << 20}, {2 << 20, 2 << 20}, {-1, -1}, {2 << 20, 2 << 20}} {
 		s := open(t, vfs.Default, dir, func(o *Options) { o.BallastSize = tc.size })
 		got := allocated()
 		s.Close()
@@ -904,5 +906,46 @@ func TestBallastFollowsSetting(t *testing.T) {
 		if tc.want >= 0 && (got < tc.want || got >= tc.want+1<<20) {
 			t.Fatalf("BallastSize %d: ballast holds %d bytes, want %d", tc.size, got, tc.want)
 		}
+	}
+}
+
+// TestDeleteQueueRenameFails: when the rename that starts a log's removal
+// fails, DeleteQueue reports it and keeps the log's state, so that the
+// next Open still accounts for the log (it shows up in Unclaimed, for the
+// broker to finish the delete) instead of finding messages without state.
+func TestDeleteQueueRenameFails(t *testing.T) {
+	dir := t.TempDir()
+	var on errorfs.Toggle
+	on.Injector = errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if op.Kind == errorfs.OpRename && strings.Contains(op.Path, "/"+queuesDir+"/") {
+			return &os.PathError{Op: "rename", Path: op.Path, Err: syscall.EIO}
+		}
+		return nil
+	})
+	s := open(t, errorfs.Wrap(vfs.Default, &on), dir)
+	q, _ := s.Queue("q", true)
+	appendN(t, q, 0, 5, true)
+	waitCommitted(t, s)
+	on.On()
+	err := s.DeleteQueue("q")
+	on.Off()
+	if !errors.Is(err, segment.ErrNotRemoved) {
+		t.Fatalf("DeleteQueue with the rename failing: %v, want ErrNotRemoved", err)
+	}
+	if _, err := s.Index().LogState("q"); err != nil {
+		t.Fatalf("the log's state went with a log still in place: %v", err)
+	}
+	s.Close()
+	s = open(t, vfs.Default, dir)
+	defer s.Close()
+	un := s.Unclaimed()
+	if len(un) != 1 || un[0].ID != "q" || un[0].Ready != 5 {
+		t.Fatalf("Unclaimed after the reopen = %+v, want q with its 5 messages", un)
+	}
+	if err := s.DeleteQueue("q"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, queuesDir, "q")); !os.IsNotExist(err) {
+		t.Fatalf("log dir survived the second delete: %v", err)
 	}
 }
