@@ -327,10 +327,15 @@ func (s *Server) DeleteVHost(name string) error {
 		}
 		msgs += n
 	}
-	// A queue declared while the connections were closing may have come in
-	// after the list above: the index marks its definition as deleted, and
-	// the next start removes its log.
-	if err := s.store.Index().DeleteVHost(name); err != nil && !errors.Is(err, index.ErrNotFound) {
+	// No declaration from now on (a connection still in its handshake was
+	// not in the list closed above). One that came in after the queue list
+	// above is still defined: the index marks its definition as deleted,
+	// and the next start removes its log.
+	vh.mu.Lock()
+	vh.deleted = true
+	err := s.store.Index().DeleteVHost(name)
+	vh.mu.Unlock()
+	if err != nil && !errors.Is(err, index.ErrNotFound) {
 		s.restoreVHost(vh)
 		return fmt.Errorf("broker: delete vhost: %w", err)
 	}
@@ -343,13 +348,18 @@ func (s *Server) DeleteVHost(name string) error {
 // with its users' permissions as the index holds them, and can be deleted
 // again.
 func (s *Server) restoreVHost(vh *vhost) {
-	perms, err := s.store.Index().Permissions()
+	vh.mu.Lock()
+	vh.deleted = false
+	vh.mu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.vhosts[vh.name] != nil {
+		s.log.Error().Str("vhost", vh.name).
+			Msg("vhost deletion failed, and the vhost was created anew meanwhile: the queues the deletion left are not served until a restart")
 		return
 	}
 	s.vhosts[vh.name] = vh
+	perms, err := s.store.Index().Permissions()
 	if err != nil {
 		s.log.Error().Err(err).Str("vhost", vh.name).Msg("vhost kept after a failed delete; cannot read its permissions back")
 		return

@@ -252,10 +252,22 @@ func TestFailedVHostDeleteKeepsIt(t *testing.T) {
 	if q, err := ch.QueueDeclarePassive("kept", true, false, false, false, nil); err != nil || q.Messages != 4 {
 		t.Fatalf("after the failed delete: %+v %v", q, err)
 	}
+	if _, err := ch.QueueDeclare("after", true, false, false, false, nil); err != nil {
+		t.Fatalf("declare in the vhost kept: %v", err)
+	}
+	// While its definitions leave the index, nothing is declared in it.
+	vh := b.srv.vhosts["v"]
+	vh.mu.Lock()
+	vh.deleted = true
+	vh.mu.Unlock()
+	_, err := ch.QueueDeclare("racing", true, false, false, false, nil)
+	wantAMQPError(t, err, amqp.NotFound, "NOT_FOUND - vhost 'v' is being deleted")
+	vh.mu.Lock()
+	vh.deleted = false
+	vh.mu.Unlock()
 
 	// "late" is left in the index as a racing declaration would leave it
 	// after the broker's own deletes: the vhost's removal marks it.
-	vh := b.srv.vhosts["v"]
 	vh.mu.Lock()
 	lateID, keptID := vh.queues["late"].id, vh.queues["kept"].id
 	vh.mu.Unlock()

@@ -28,6 +28,9 @@ type vhost struct {
 	topo   *router.Topology
 	queues map[string]*queue
 	qmap   queueMap // the publishers' view of queues
+	// deleted is set, under mu, while the vhost's definitions leave the
+	// index (Server.DeleteVHost): no queue is declared in it any more.
+	deleted bool
 	// headersInUse and e2eInUse say when a publish must decode headers.
 	headersInUse atomic.Bool
 	e2eInUse     atomic.Bool
@@ -305,6 +308,9 @@ func decodeArgs(b []byte) amqpwire.Table {
 func (vh *vhost) declareQueue(c *conn, m *amqpwire.QueueDeclare, name string) (*queue, error) {
 	vh.mu.Lock()
 	defer vh.mu.Unlock()
+	if vh.deleted {
+		return nil, amqpErr(amqpwire.NotFound, m, "vhost '%s' is being deleted", vh.name)
+	}
 	if q := vh.queues[name]; q != nil {
 		// An existing queue: only equivalence is checked, as in RabbitMQ.
 		if err := q.checkOwner(c, m); err != nil {

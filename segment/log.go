@@ -1633,7 +1633,9 @@ func (l *Log) Remove() error {
 	}
 	l.mu.Unlock()
 	dir := l.dir
-	if _, err := l.fs.Stat(dir); err == nil {
+	if _, err := l.fs.Stat(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("%w: stat %s: %w", ErrNotRemoved, dir, err)
+	} else if err == nil {
 		gone := dir + DeletedSuffix
 		if err := l.fs.Rename(dir, gone); err != nil {
 			return fmt.Errorf("%w: rename %s: %w", ErrNotRemoved, dir, err)

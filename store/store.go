@@ -361,10 +361,21 @@ func (s *Store) fitBallast() {
 		}
 		return err
 	}
-	if have < s.ballastSize {
+	// As ensureBallast, only with room to spare: the ballast must not be
+	// what fills the disk. Growing needs three times the new size free,
+	// counting the old; the smaller replacement twice its size.
+	u, err := s.fs.GetDiskUsage(s.opts.Dir)
+	switch {
+	case err != nil:
+	case have < s.ballastSize && u.AvailBytes+uint64(have) < uint64(3*s.ballastSize),
+		have > s.ballastSize && u.AvailBytes < uint64(2*s.ballastSize):
+		err = fmt.Errorf("%d bytes free", u.AvailBytes)
+	case have < s.ballastSize:
 		err = prealloc(path, false) // grows in place
-	} else if err = prealloc(tmp, true); err == nil {
-		err = s.fs.Rename(tmp, path)
+	default:
+		if err = prealloc(tmp, true); err == nil {
+			err = s.fs.Rename(tmp, path)
+		}
 	}
 	if err != nil {
 		_ = s.fs.Remove(tmp)
@@ -613,8 +624,15 @@ func (s *Store) recover(names []string, fresh bool) error {
 		}
 		if st.NextSeq > st.Watermark {
 			n := st.NextSeq - st.Watermark
-			s.log.Error().Str("queue", id).Uint64("records_lost", n).
-				Msg("store: the log of a queue with unacked messages is missing")
+			if marked, _ := s.db.Deleting(id); marked {
+				// Deleted on purpose, its directory removed: the broker
+				// finishes the delete.
+				s.log.Info().Str("queue", id).Uint64("records", n).
+					Msg("store: the log of a queue being deleted is gone")
+			} else {
+				s.log.Error().Str("queue", id).Uint64("records_lost", n).
+					Msg("store: the log of a queue with unacked messages is missing")
+			}
 			q.lost += n
 		}
 		s.queues[id] = q

@@ -878,10 +878,12 @@ var testLogger = func() zerolog.Logger {
 
 // TestBallastFollowsSetting: the ballast is made at the configured size,
 // grown in place or replaced by a smaller one when a later start asks for
-// another size, and removed when a later start asks for none.
+// another size (a replacement that fails keeps it), and removed when a
+// later start asks for none.
 func TestBallastFollowsSetting(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, ballastFile)
+	var ino uint64
 	allocated := func() int64 {
 		t.Helper()
 		var st syscall.Stat_t
@@ -891,21 +893,43 @@ func TestBallastFollowsSetting(t *testing.T) {
 			}
 			t.Fatal(err)
 		}
+		ino = st.Ino
 		return st.Blocks * 512
 	}
-	for _, tc := range []struct {
-		size int64
-		want int64 // -1: no file
-	}{{1 << 20, 1 << 20}, {1 << 20, 1 << 20}, {3 << 20, 3 << 20}, {2 << 20, 2 << 20}, {-1, -1}, {2 << 20, 2 << 20}} {
-		s := open(t, vfs.Default, dir, func(o *Options) { o.BallastSize = tc.size })
+	check := func(fs vfs.FS, size, want int64) {
+		t.Helper()
+		s := open(t, fs, dir, func(o *Options) { o.BallastSize = size })
 		got := allocated()
 		s.Close()
-		if tc.want < 0 && got != -1 {
-			t.Fatalf("BallastSize %d: a ballast of %d bytes is left", tc.size, got)
+		if want < 0 && got != -1 {
+			t.Fatalf("BallastSize %d: a ballast of %d bytes is left", size, got)
 		}
-		if tc.want >= 0 && (got < tc.want || got >= tc.want+1<<20) {
-			t.Fatalf("BallastSize %d: ballast holds %d bytes, want %d", tc.size, got, tc.want)
+		if want >= 0 && (got < want || got >= want+1<<20) {
+			t.Fatalf("BallastSize %d: ballast holds %d bytes, want %d", size, got, want)
 		}
+	}
+	check(vfs.Default, 1<<20, 1<<20)
+	before := ino
+	check(vfs.Default, 1<<20, 1<<20)
+	check(vfs.Default, 3<<20, 3<<20)
+	if ino != before {
+		t.Fatal("the ballast was remade, not kept and grown in place")
+	}
+	check(vfs.Default, 2<<20, 2<<20)
+	check(vfs.Default, -1, -1)
+	check(vfs.Default, 2<<20, 2<<20)
+	// A replacement that cannot be made leaves the earlier ballast.
+	var on errorfs.Toggle
+	on.Injector = errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if op.Kind == errorfs.OpCreate && strings.HasSuffix(op.Path, ballastFile+".tmp") {
+			return &os.PathError{Op: "create", Path: op.Path, Err: syscall.EIO}
+		}
+		return nil
+	})
+	on.On()
+	check(errorfs.Wrap(vfs.Default, &on), 1<<20, 2<<20)
+	if _, err := os.Stat(path + ".tmp"); !os.IsNotExist(err) {
+		t.Fatalf("temporary ballast left: %v", err)
 	}
 }
 
