@@ -598,12 +598,12 @@ func (ch *channel) publishBatch(round *confirmRound) {
 	}
 }
 
-// shrinkArena drops a large arena of an idle channel (the connection's
-// reader found it quiet) and returns its size; the next publish grows a
-// new one.
-func (ch *channel) shrinkArena() int {
+// shrinkArena drops the arena of an idle channel (the connection's reader
+// found it quiet) when it is larger than over bytes, and returns its size;
+// the next publish grows a new one.
+func (ch *channel) shrinkArena(over int) int {
 	n := cap(ch.arena)
-	if len(ch.batch) == 0 && !ch.pub.active && n > 64<<10 {
+	if len(ch.batch) == 0 && !ch.pub.active && n > over {
 		ch.arena = nil
 		return n
 	}

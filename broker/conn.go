@@ -42,10 +42,13 @@ type conn struct {
 	consumedMark uint64
 	busyAt       time.Time
 	quietReads   int
-	fr           *amqpwire.FrameReader
-	dec          amqpwire.MethodDecoder
-	log          zerolog.Logger
-	id           uint64
+	// arenasReleased counts the bytes of publish arenas the reader let go
+	// (read by tests; the arenas themselves are reader-owned).
+	arenasReleased atomic.Int64
+	fr             *amqpwire.FrameReader
+	dec            amqpwire.MethodDecoder
+	log            zerolog.Logger
+	id             uint64
 
 	frameMax   uint32
 	channelMax uint16
@@ -384,6 +387,13 @@ func (c *conn) adaptReadBuffer(now time.Time) {
 	total := c.fr.Consumed()
 	n := total - c.consumedMark
 	c.consumedMark = total
+	if n <= heartbeatFrameSize && c.br == c.small {
+		// A heartbeat or nothing since the last read: the peer is idle,
+		// so even the small arenas of its publishing channels go (one
+		// allocation at its next publish).
+		c.releaseArenas(0)
+		return
+	}
 	if c.br == c.small {
 		if n >= smallReadBuf*3/4 {
 			br := bigReaders.Get().(*bufio.Reader)
@@ -403,13 +413,25 @@ func (c *conn) adaptReadBuffer(now time.Time) {
 		return
 	}
 	c.releaseReadBuffer()
+	c.releaseArenas(64 << 10)
+}
+
+// heartbeatFrameSize is the size of a heartbeat frame on the wire.
+const heartbeatFrameSize = 8
+
+// releaseArenas drops the publish arenas larger than over bytes of the
+// connection's idle channels, and tells the store what went.
+func (c *conn) releaseArenas(over int) {
 	released := 0
 	for _, ch := range c.channels {
 		if ch != nil {
-			released += ch.shrinkArena()
+			released += ch.shrinkArena(over)
 		}
 	}
-	c.s.store.NoteReleased(released)
+	if released > 0 {
+		c.arenasReleased.Add(int64(released))
+		c.s.store.NoteReleased(released)
+	}
 }
 
 // releaseReadBuffer gives the large read buffer back to the pool; the

@@ -66,3 +66,53 @@ func TestIdleConnectionMemory(t *testing.T) {
 	perRPC := idleConnMemory(t, n, true)
 	t.Logf("idle connection with a channel, an exclusive queue and a consumer: %.1f KiB", perRPC/1024)
 }
+
+// TestIdlePublisherArenaReleased: the publish arena of a channel that
+// published and then went idle goes once the connection brings nothing
+// but a heartbeat, however small the arena (a slow publisher's would
+// otherwise stay for the life of the connection); reads with traffic keep
+// it.
+func TestIdlePublisherArenaReleased(t *testing.T) {
+	b := startBroker(t, "")
+	_, cch := b.channel()
+	if _, err := cch.QueueDeclare("arena-q", false, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	r := dialRaw(t, b)
+	r.open()
+	r.method(1, &amqpwire.ChannelOpen{})
+	expect[*amqpwire.ChannelOpenOk](r)
+	var rc *conn
+	b.srv.mu.Lock()
+	for c := range b.srv.conns {
+		if c.nc.LocalAddr().String() == r.nc.RemoteAddr().String() && c.nc.RemoteAddr().String() == r.nc.LocalAddr().String() {
+			rc = c
+		}
+	}
+	b.srv.mu.Unlock()
+	if rc == nil {
+		t.Fatal("the raw connection is not among the broker's")
+	}
+	// released answers after a channel.open round trip, which the reader
+	// handles after what was sent before it.
+	next := uint16(2)
+	released := func() int64 {
+		t.Helper()
+		r.method(next, &amqpwire.ChannelOpen{})
+		expect[*amqpwire.ChannelOpenOk](r)
+		next++
+		return rc.arenasReleased.Load()
+	}
+	r.send(publishFrames(1, "arena-q", make([]byte, 1024)))
+	if n := released(); n != 0 {
+		t.Fatalf("%d bytes of arenas released by a connection that is publishing", n)
+	}
+	if q, err := cch.QueueDeclarePassive("arena-q", false, false, false, false, nil); err != nil || q.Messages != 1 {
+		t.Fatalf("publish not routed: %+v %v", q, err)
+	}
+	r.send(amqpwire.AppendHeartbeatFrame(nil))
+	time.Sleep(100 * time.Millisecond) // read on its own, not with what follows
+	if n := released(); n < 1024 {
+		t.Fatalf("%d bytes of arenas released after a heartbeat-only read, want the 1 KiB publish's arena", n)
+	}
+}
