@@ -141,14 +141,21 @@ func (vh *vhost) load() error {
 	vh.qmap.replaceLocked(vh.queues)
 	vh.refreshLocked()
 	for _, q := range vh.queues {
-		q.mu.Lock()
-		q.touchLocked()
-		if q.mayExpire() {
-			q.expireHeadLocked()
-		}
-		q.unlock()
+		q.startLoaded()
 	}
 	return nil
+}
+
+// startLoaded starts a queue loaded from the index: its idle clock (for
+// x-expires), and the expiry of messages whose TTL ran out while the
+// broker was down.
+func (q *queue) startLoaded() {
+	q.mu.Lock()
+	q.touchLocked()
+	if q.mayExpire() {
+		q.expireHeadLocked()
+	}
+	q.unlock()
 }
 
 // loadQueueLocked opens a durable queue from its definition, at load or

@@ -377,12 +377,7 @@ func (s *Server) openRestored(def index.Queue) error {
 	}
 	q := vh.queues[def.Name]
 	vh.qmap.setLocked(def.Name, q)
-	q.mu.Lock()
-	q.touchLocked()
-	if q.mayExpire() {
-		q.expireHeadLocked()
-	}
-	q.unlock()
+	q.startLoaded()
 	return nil
 }
 

@@ -51,12 +51,14 @@ func publishPersistent(t *testing.T, ch *amqp.Channel, name string, n int, prio 
 func (b *testBroker) dropDefinition(name string, mark bool) string {
 	b.t.Helper()
 	id := b.queueID(name)
-	batch := b.srv.store.Index().NewDefsBatch()
-	batch.DeleteQueue("/", name)
+	idx := b.srv.store.Index()
 	if mark {
-		batch.MarkDeleting(id)
-	}
-	if err := batch.Commit(); err != nil {
+		batch := idx.NewDefsBatch()
+		batch.DeleteQueue("/", name, id)
+		if err := batch.Commit(); err != nil {
+			b.t.Fatal(err)
+		}
+	} else if err := idx.DeleteQueue("/", name); err != nil {
 		b.t.Fatal(err)
 	}
 	b.stop()
@@ -272,8 +274,7 @@ func TestFailedVHostDeleteKeepsIt(t *testing.T) {
 	lateID, keptID := vh.queues["late"].id, vh.queues["kept"].id
 	vh.mu.Unlock()
 	batch := b.srv.Store().Index().NewDefsBatch()
-	batch.DeleteQueue("v", "kept")
-	batch.MarkDeleting(keptID)
+	batch.DeleteQueue("v", "kept", keptID)
 	if err := batch.Commit(); err != nil {
 		t.Fatal(err)
 	}

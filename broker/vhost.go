@@ -425,8 +425,7 @@ func (vh *vhost) openStoreLocked(q *queue, def index.Queue) error {
 func (vh *vhost) undoDeclareLocked(q *queue) {
 	if q.durable && !q.exclusive {
 		b := vh.s.store.Index().NewDefsBatch()
-		b.DeleteQueue(vh.name, q.name)
-		b.MarkDeleting(q.id)
+		b.DeleteQueue(vh.name, q.name, q.id)
 		if err := b.Commit(); err != nil {
 			vh.s.log.Error().Err(err).Str("vhost", vh.name).Str("queue", q.name).
 				Msg("cannot remove the definition of a queue whose declaration failed; it returns at the next start")
@@ -512,10 +511,10 @@ func (vh *vhost) deleteQueue(q *queue, reason string) (int, error) {
 	}
 	if q.durable && !q.exclusive {
 		b := vh.s.store.Index().NewDefsBatch()
-		b.DeleteQueue(vh.name, q.name)
-		// The log goes after this batch: the mark tells a start after a
-		// crash in between that its messages were deleted on purpose.
-		b.MarkDeleting(q.id)
+		// The log goes after this batch: the deletion mark the batch
+		// writes tells a start after a crash in between that its messages
+		// were deleted on purpose.
+		b.DeleteQueue(vh.name, q.name, q.id)
 		for _, bd := range vh.topo.BindingsOf(q.name) {
 			b.DeleteBinding(indexBinding(vh.name, bd))
 		}

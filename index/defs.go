@@ -157,7 +157,7 @@ func (db *DB) GetVHost(name string) (VHost, error) {
 
 // DeleteVHost deletes a vhost together with its exchanges, queues, bindings,
 // permissions and parameters, in one synced batch; each queue definition it
-// deletes gets a deletion mark (see DefsBatch.MarkDeleting), as the log of
+// deletes gets a deletion mark (see DefsBatch.DeleteQueue), as the log of
 // such a queue is still there. It returns ErrNotFound if the vhost does not
 // exist.
 func (db *DB) DeleteVHost(name string) error {
@@ -502,7 +502,8 @@ func (db *DB) GetQueue(vhost, name string) (Queue, error) {
 
 // DeleteQueue deletes a queue definition, or returns ErrNotFound. The log
 // state (keyed by queue ID) is the store's to delete; bindings are the
-// caller's.
+// caller's. It writes no deletion mark: a queue whose log stays must be
+// deleted through DefsBatch.DeleteQueue.
 func (db *DB) DeleteQueue(vhost, name string) error {
 	if err := db.del(keyOf(kindQueue, vhost, name)); err != nil {
 		return fmt.Errorf("queue %q in vhost %q: %w", name, vhost, err)

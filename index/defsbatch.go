@@ -24,24 +24,20 @@ func (b *DefsBatch) DeleteExchange(vhost, name string) {
 	b.ops = append(b.ops, jop{op: 'D', key: keyOf(kindExchange, vhost, name)})
 }
 
-// DeleteQueue deletes a queue definition (not its log state).
-func (b *DefsBatch) DeleteQueue(vhost, name string) {
-	b.ops = append(b.ops, jop{op: 'D', key: keyOf(kindQueue, vhost, name)})
-}
-
-// MarkDeleting records, with the definition's deletion in the same batch,
-// that the queue whose ID is given is being deleted: its log goes after the
-// batch commits, and Batch.DeleteQueueState clears the mark with the log's
-// state. A crash in between leaves a log without a definition, and the
-// mark tells the next start that the log's messages were deleted on
-// purpose (see Deleting). Marks are not definitions: they are not
-// journaled.
-func (b *DefsBatch) MarkDeleting(queueID string) {
-	b.ops = append(b.ops, jop{op: 'S', key: keyOf(kindDeleting, queueID)})
+// DeleteQueue deletes a queue definition (not its log state) and, in the
+// same batch, marks the queue with ID queueID as being deleted: its log
+// goes after the batch commits, and Batch.DeleteQueueState clears the mark
+// with the log's state. A crash in between leaves a log without a
+// definition, and the mark tells the next start that the log's messages
+// were deleted on purpose (see Deleting). Marks are not definitions: they
+// are not journaled.
+func (b *DefsBatch) DeleteQueue(vhost, name, queueID string) {
+	b.ops = append(b.ops, jop{op: 'D', key: keyOf(kindQueue, vhost, name)},
+		jop{op: 'S', key: keyOf(kindDeleting, queueID)})
 }
 
 // Deleting reports whether the queue with the given ID carries a deletion
-// mark (see DefsBatch.MarkDeleting).
+// mark (see DefsBatch.DeleteQueue).
 func (db *DB) Deleting(queueID string) (bool, error) {
 	_, err := db.get(keyOf(kindDeleting, queueID))
 	switch {

@@ -164,7 +164,7 @@ func (b *Batch) SetLogState(queueID string, s LogState) error {
 }
 
 // DeleteQueueState removes the state of the queue's log, the delivery
-// counts of its messages and its deletion mark (DefsBatch.MarkDeleting).
+// counts of its messages and its deletion mark (DefsBatch.DeleteQueue).
 func (b *Batch) DeleteQueueState(queueID string) error {
 	if err := b.b.Delete(keyOf(kindLogState, queueID), nil); err != nil {
 		return fmt.Errorf("index: delete log state of %q: %w", queueID, err)
@@ -190,12 +190,6 @@ func (b *Batch) PutQueue(q Queue) error {
 	b.ops = append(b.ops, jop{op: 'S', key: keyOf(kindQueue, q.VHost, q.Name), value: encodeQueue(q)})
 	b.n++
 	return nil
-}
-
-// DeleteQueue deletes a queue definition with the batch (absent or not).
-func (b *Batch) DeleteQueue(vhost, name string) {
-	b.ops = append(b.ops, jop{op: 'D', key: keyOf(kindQueue, vhost, name)})
-	b.n++
 }
 
 // Len returns the number of writes in the batch.

@@ -341,26 +341,6 @@ func (s *Store) fitBallast() {
 	if have >= s.ballastSize && have < s.ballastSize+1<<20 {
 		return
 	}
-	prealloc := func(name string, create bool) error {
-		var f vfs.File
-		var err error
-		if create {
-			f, err = s.fs.Create(name, vfs.WriteCategoryUnspecified)
-		} else {
-			f, err = s.fs.OpenReadWrite(name, vfs.WriteCategoryUnspecified)
-		}
-		if err != nil {
-			return err
-		}
-		err = f.Preallocate(0, s.ballastSize)
-		if err == nil {
-			err = f.Sync()
-		}
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		return err
-	}
 	// As ensureBallast, only with room to spare: the ballast must not be
 	// what fills the disk. Growing needs three times the new size free,
 	// counting the old; the smaller replacement twice its size.
@@ -371,9 +351,9 @@ func (s *Store) fitBallast() {
 		have > s.ballastSize && u.AvailBytes < uint64(2*s.ballastSize):
 		err = fmt.Errorf("%d bytes free", u.AvailBytes)
 	case have < s.ballastSize:
-		err = prealloc(path, false) // grows in place
+		err = s.preallocBallast(path, false) // grows in place
 	default:
-		if err = prealloc(tmp, true); err == nil {
+		if err = s.preallocBallast(tmp, true); err == nil {
 			err = s.fs.Rename(tmp, path)
 		}
 	}
@@ -386,24 +366,18 @@ func (s *Store) fitBallast() {
 	s.log.Info().Int64("from", have).Int64("to", s.ballastSize).Msg("store: resized the ballast")
 }
 
-// ensureBallast (re)creates the ballast when the disk has room for it and
-// twice as much again; it reports whether the ballast is in place.
-func (s *Store) ensureBallast() bool {
-	if s.ballastSize <= 0 || s.db.ReadOnly() {
-		return s.ballastSize <= 0
+// preallocBallast allocates the ballast's size to the file name, created
+// or opened, and syncs it.
+func (s *Store) preallocBallast(name string, create bool) error {
+	var f vfs.File
+	var err error
+	if create {
+		f, err = s.fs.Create(name, vfs.WriteCategoryUnspecified)
+	} else {
+		f, err = s.fs.OpenReadWrite(name, vfs.WriteCategoryUnspecified)
 	}
-	path := s.fs.PathJoin(s.opts.Dir, ballastFile)
-	if st, err := s.fs.Stat(path); err == nil && !s.ballastGone.Load() {
-		_ = st
-		return true
-	}
-	u, err := s.fs.GetDiskUsage(s.opts.Dir)
-	if err != nil || u.AvailBytes < uint64(3*s.ballastSize) {
-		return false
-	}
-	f, err := s.fs.Create(path, vfs.WriteCategoryUnspecified)
 	if err != nil {
-		return false
+		return err
 	}
 	err = f.Preallocate(0, s.ballastSize)
 	if err == nil {
@@ -412,7 +386,24 @@ func (s *Store) ensureBallast() bool {
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err != nil {
+	return err
+}
+
+// ensureBallast (re)creates the ballast when the disk has room for it and
+// twice as much again; it reports whether the ballast is in place.
+func (s *Store) ensureBallast() bool {
+	if s.ballastSize <= 0 || s.db.ReadOnly() {
+		return s.ballastSize <= 0
+	}
+	path := s.fs.PathJoin(s.opts.Dir, ballastFile)
+	if _, err := s.fs.Stat(path); err == nil && !s.ballastGone.Load() {
+		return true
+	}
+	u, err := s.fs.GetDiskUsage(s.opts.Dir)
+	if err != nil || u.AvailBytes < uint64(3*s.ballastSize) {
+		return false
+	}
+	if err := s.preallocBallast(path, true); err != nil {
 		s.fs.Remove(path)
 		return false
 	}
