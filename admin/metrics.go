@@ -45,13 +45,15 @@ var (
 	mDiskFree  = desc("rabbitmq_disk_space_available_bytes", "Disk space available in bytes")
 	mDiskLimit = desc("rabbitmq_disk_space_available_limit_bytes", "Free disk space low watermark in bytes")
 
-	mSegments    = desc("warren_storage_segments", "Segment files of all queue logs")
-	mDiskBytes   = desc("warren_storage_disk_bytes", "Bytes of message data on disk (valid chunks of every segment)")
-	mRawBytes    = desc("warren_storage_written_raw_bytes_total", "Chunk payload bytes written since start, before compression")
-	mStoredBytes = desc("warren_storage_written_stored_bytes_total", "Chunk bytes written since start, after compression and framing")
-	mRatio       = desc("warren_storage_compression_ratio", "Raw over stored bytes of the chunks written since start (1 when nothing was written)")
-	mSyncRounds  = desc("warren_storage_sync_rounds_total", "Group-commit sync rounds run")
-	mSyncLatency = desc("warren_storage_sync_round_seconds", "Duration of group-commit sync rounds (seal, fdatasync, index commit)")
+	mSegments     = desc("warren_storage_segments", "Segment files of all queue logs")
+	mDiskBytes    = desc("warren_storage_disk_bytes", "Bytes of message data on disk (valid chunks of every segment)")
+	mRawBytes     = desc("warren_storage_written_raw_bytes_total", "Chunk payload bytes written since start, before compression")
+	mStoredBytes  = desc("warren_storage_written_stored_bytes_total", "Chunk bytes written since start, after compression and framing")
+	mSkipped      = desc("warren_storage_skipped_records_total", "Large messages acknowledged before they were written, so never written (a stub was)")
+	mSkippedBytes = desc("warren_storage_skipped_bytes_total", "Raw bytes of the large messages that were never written because they were acknowledged first")
+	mRatio        = desc("warren_storage_compression_ratio", "Raw over stored bytes of the chunks written since start (1 when nothing was written)")
+	mSyncRounds   = desc("warren_storage_sync_rounds_total", "Group-commit sync rounds run")
+	mSyncLatency  = desc("warren_storage_sync_round_seconds", "Duration of group-commit sync rounds (seal, fdatasync, index commit)")
 )
 
 // globalCounters are RabbitMQ's rabbitmq_global_* counters, label
@@ -87,7 +89,7 @@ func init() {
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{mQueueReady, mQueueUnacked, mQueueMessages, mQueueConsumers, mQueuePublished,
 		mQueueDelivered, mQueueAcked, mConnections, mChannels, mConsumers, mQueues, mIdentity, mBuild, mSegments, mDiskBytes,
-		mRawBytes, mStoredBytes, mRatio, mSyncRounds, mSyncLatency, mAlarmMem, mAlarmDisk, mMemLimit, mMemUsed, mDiskFree, mDiskLimit} {
+		mRawBytes, mStoredBytes, mSkipped, mSkippedBytes, mRatio, mSyncRounds, mSyncLatency, mAlarmMem, mAlarmDisk, mMemLimit, mMemUsed, mDiskFree, mDiskLimit} {
 		ch <- d
 	}
 	for _, d := range mGlobal {
@@ -156,6 +158,8 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(mDiskBytes, float64(st.DiskBytes))
 	counter(mRawBytes, float64(st.RawBytes))
 	counter(mStoredBytes, float64(st.StoredBytes))
+	counter(mSkipped, float64(st.Skipped))
+	counter(mSkippedBytes, float64(st.SkippedBytes))
 	ratio := 1.0
 	if st.StoredBytes > 0 {
 		ratio = float64(st.RawBytes) / float64(st.StoredBytes)

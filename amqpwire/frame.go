@@ -43,6 +43,14 @@ type Frame struct {
 
 // FrameReader reads frames from a buffered stream into one reused buffer.
 type FrameReader struct {
+	// BodySink, if set, is asked for the memory the payload of each
+	// content body frame is to be read into, once the frame's header has
+	// passed the checks: a slice of at least size bytes (the payload is
+	// then read straight into its first size bytes and Payload is that
+	// part), or nil to read it into the reader's buffer as other frames.
+	// A large message body is so read into its own buffer with no copy.
+	BodySink func(channel uint16, size int) []byte
+
 	r        *bufio.Reader
 	frameMax uint32
 	hdr      [7]byte // a field, not a local, so reading into it does not allocate
@@ -96,6 +104,11 @@ func (fr *FrameReader) ReadFrame() (Frame, error) {
 	if uint64(size)+frameOverhead > uint64(fr.frameMax) {
 		return Frame{}, frameError("frame size %d exceeds frame-max %d", uint64(size)+frameOverhead, fr.frameMax)
 	}
+	if f.Type == FrameBody && fr.BodySink != nil && size > 0 {
+		if dst := fr.BodySink(f.Channel, int(size)); len(dst) >= int(size) {
+			return fr.readInto(f, dst[:size:size])
+		}
+	}
 	n := int(size) + 1
 	var b []byte
 	if n <= fr.r.Size() {
@@ -127,6 +140,30 @@ func (fr *FrameReader) ReadFrame() (Frame, error) {
 	}
 	fr.consumed += uint64(n) + 7
 	f.Payload = b[:size:size]
+	return f, nil
+}
+
+// readInto reads f's payload into dst (a body sink's memory) and checks
+// the frame-end octet.
+func (fr *FrameReader) readInto(f Frame, dst []byte) (Frame, error) {
+	if _, err := io.ReadFull(fr.r, dst); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return Frame{}, err
+	}
+	end, err := fr.r.ReadByte()
+	if err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return Frame{}, err
+	}
+	if end != FrameEnd {
+		return Frame{}, frameError("frame end octet 0x%02x, want 0x%02x", end, FrameEnd)
+	}
+	fr.consumed += uint64(len(dst)) + frameOverhead
+	f.Payload = dst
 	return f, nil
 }
 

@@ -3,6 +3,7 @@ package amqpwire
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -52,6 +53,70 @@ func TestFrameReader(t *testing.T) {
 	}
 	if _, err := fr.ReadFrame(); err != io.EOF {
 		t.Fatalf("after the last frame: err = %v, want io.EOF", err)
+	}
+}
+
+// TestFrameReaderBodySink: body frames are read into the memory the sink
+// gives when it is large enough, other frames and a declined or short sink
+// use the reader's buffer, and the frame-end octet is still checked.
+func TestFrameReaderBodySink(t *testing.T) {
+	body := bytes.Repeat([]byte("0123456789"), 700)
+	var stream []byte
+	stream = AppendMethodFrame(stream, 7, &BasicAck{DeliveryTag: 1})
+	stream = AppendFrame(stream, FrameBody, 7, body[:5000])
+	stream = AppendFrame(stream, FrameBody, 7, body[5000:])
+	stream = AppendFrame(stream, FrameBody, 8, []byte("declined"))
+	stream = AppendFrame(stream, FrameBody, 7, []byte("too long for what is left"))
+	dst := make([]byte, 0, len(body)+4)
+	var asked []int
+	fr := NewFrameReader(bytes.NewReader(stream), 8192)
+	fr.BodySink = func(ch uint16, size int) []byte {
+		asked = append(asked, size)
+		if ch != 7 {
+			return nil
+		}
+		return dst[len(dst):cap(dst)]
+	}
+	if f, err := fr.ReadFrame(); err != nil || f.Type != FrameMethod {
+		t.Fatalf("method frame: %+v, %v", f, err)
+	}
+	for i := 0; i < 2; i++ {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(f.Payload) == 0 || &f.Payload[0] != &dst[:cap(dst)][len(dst)] {
+			t.Fatalf("body frame %d not read into the sink's memory", i)
+		}
+		dst = dst[:len(dst)+len(f.Payload)]
+	}
+	if !bytes.Equal(dst, body) {
+		t.Fatal("the body read through the sink differs")
+	}
+	if f, err := fr.ReadFrame(); err != nil || string(f.Payload) != "declined" {
+		t.Fatalf("declined sink: %q, %v", f.Payload, err)
+	}
+	if f, err := fr.ReadFrame(); err != nil || string(f.Payload) != "too long for what is left" || &f.Payload[0] == &dst[:cap(dst)][len(dst)] {
+		t.Fatalf("short sink: %q, %v", f.Payload, err)
+	}
+	if want := []int{5000, 2000, 8, 25}; fmt.Sprint(asked) != fmt.Sprint(want) {
+		t.Fatalf("sink asked for %v, want %v (body frames only)", asked, want)
+	}
+	if got := fr.Consumed(); got != uint64(len(stream)) {
+		t.Fatalf("Consumed = %d, want %d", got, len(stream))
+	}
+	bad := AppendFrame(nil, FrameBody, 7, []byte("abc"))
+	bad[len(bad)-1] = 0
+	fr = NewFrameReader(bytes.NewReader(bad), 8192)
+	fr.BodySink = func(uint16, int) []byte { return make([]byte, 3) }
+	var e *Error
+	if _, err := fr.ReadFrame(); !errors.As(err, &e) || e.Code != FrameError {
+		t.Fatalf("bad frame end through the sink: %v", err)
+	}
+	fr = NewFrameReader(bytes.NewReader(bad[:len(bad)-1]), 8192)
+	fr.BodySink = func(uint16, int) []byte { return make([]byte, 3) }
+	if _, err := fr.ReadFrame(); err != io.ErrUnexpectedEOF {
+		t.Fatalf("truncated frame through the sink: %v", err)
 	}
 }
 

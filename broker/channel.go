@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/warrenmq/warren/amqpwire"
 	"github.com/warrenmq/warren/segment"
@@ -400,7 +401,11 @@ func (ch *channel) handleBody(payload []byte) error {
 		return amqpErr(amqpwire.FrameError, nil, "content body exceeds the %d bytes announced in the header", p.bodySize)
 	}
 	if p.large != nil {
-		p.large = append(p.large, payload...)
+		if n := len(p.large); cap(p.large) > n && unsafe.SliceData(payload) == unsafe.SliceData(p.large[n:cap(p.large)]) {
+			p.large = p.large[:n+len(payload)] // read in place (conn.bodySink)
+		} else {
+			p.large = append(p.large, payload...)
+		}
 	} else {
 		ch.arena = append(ch.arena, payload...)
 	}

@@ -153,6 +153,7 @@ func (c *conn) serve() {
 	start := time.Now()
 	c.log.Debug().Msg("connection accepted")
 	c.fr = amqpwire.NewFrameReader(c.br, amqpwire.FrameMinSize)
+	c.fr.BodySink = c.bodySink
 	if err := c.handshake(); err != nil {
 		if !errors.Is(err, errCloseConn) {
 			c.log.Info().Err(err).Msg("handshake failed")
@@ -582,6 +583,25 @@ func (c *conn) forceClose(reason string) {
 	c.closeSent.Store(true)
 	c.sendMethod(0, &amqpwire.ConnectionClose{ReplyCode: amqpwire.ConnectionForced, ReplyText: "CONNECTION_FORCED - " + reason})
 	time.AfterFunc(3*time.Second, func() { c.nc.Close() })
+}
+
+// bodySink gives the frame reader the free part of the body buffer of a
+// large message being published on channel id, when the frame fits in it,
+// so that the socket is read straight into the buffer the queues' logs
+// keep (see channel.handleBody).
+func (c *conn) bodySink(id uint16, size int) []byte {
+	if int(id) >= len(c.channels) || c.closeSent.Load() {
+		return nil
+	}
+	ch := c.channels[id]
+	if ch == nil || ch.closing {
+		return nil
+	}
+	p := &ch.pub
+	if !p.active || !p.header || p.large == nil || cap(p.large)-len(p.large) < size {
+		return nil
+	}
+	return p.large[len(p.large):cap(p.large)]
 }
 
 func (c *conn) handleFrame(f amqpwire.Frame) error {

@@ -94,6 +94,10 @@ type Config struct {
 	// SyncWorkers bounds the logs a sync round flushes at once (default
 	// store.DefaultSyncWorkers).
 	SyncWorkers int
+	// LargeHold is how long a persistent message of 64 KiB or more waits
+	// before its body is written, so that one acknowledged meanwhile is not
+	// (0: store.DefaultLargeHold; negative: no wait).
+	LargeHold time.Duration
 	// BallastSize is the space the store keeps reserved for the index
 	// against a full disk (0: store.DefaultBallastSize, at most 2% of the
 	// file system; negative: none).
@@ -247,6 +251,7 @@ func New(cfg Config) (*Server, error) {
 		MaxOpenFiles:   cfg.MaxOpenFiles,
 		CommitInterval: cfg.CommitInterval,
 		SyncWorkers:    cfg.SyncWorkers,
+		LargeHold:      cfg.LargeHold,
 		BallastSize:    cfg.BallastSize,
 		Repair:         cfg.Repair,
 		FS:             cfg.FS,

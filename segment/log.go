@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -80,6 +81,14 @@ type piece struct {
 	// stable: a chunk of one large record read back from disk into memory
 	// of its own, which is never recycled (see Record.Stable).
 	stable bool
+	// skip: a pending large record acknowledged before it was written
+	// (Log.Skip): the flush writes a stub in its place.
+	skip bool
+	// at is when a large record was appended (unix nanoseconds), for the
+	// Syncer's hold (SyncerOptions.Hold); out is set once ViewPinned (a
+	// delivery) has read it.
+	at  int64
+	out bool
 }
 
 func (p *piece) end() uint64  { return p.first + uint64(p.count) }
@@ -106,6 +115,9 @@ type Stats struct {
 	// Chunks written since Open; RawBytes and StoredBytes are their raw
 	// payload and on-disk (header + payload) sizes.
 	Chunks, RawBytes, StoredBytes int64
+	// Skipped counts large records acknowledged before they were written,
+	// and SkippedBytes their raw size: a stub was written instead.
+	Skipped, SkippedBytes int64
 	// Decodes counts chunks decoded for reads.
 	Decodes int64
 	// Segments counts segment files created since Open.
@@ -156,7 +168,19 @@ type Log struct {
 
 	pend      []*piece // appended, not yet written; the last may be open
 	pendBytes int
-	unsynced  []*piece // written, not yet fdatasynced (Sync logs)
+	// held counts the large records in pend (Sync logs keep them there
+	// until a flush, so that one acknowledged first is never written);
+	// Skip reads it without the lock.
+	held atomic.Int32
+	// lastOut is when ViewPinned last handed out a large record (unix
+	// nanoseconds): a log whose consumers take its large records is one
+	// whose new ones are worth holding.
+	lastOut int64
+	// flushLimit, when set, stops the flush under way before the records
+	// from it on: the Syncer's hold took its snapshot of the records its
+	// round covers, and later ones are the next round's.
+	flushLimit uint64
+	unsynced   []*piece // written, not yet fdatasynced (Sync logs)
 
 	wbuf []byte // encode scratch, from bufPool while sealing
 	// rawStreak counts consecutive chunks that did not compress;
@@ -270,6 +294,9 @@ func (l *Log) appendLocked(recs []Record) (uint64, error) {
 			l.closeOpenLocked()
 			n := recordBodySize(r, r.Timestamp)
 			p := &piece{first: l.nextSeq, count: 1, ts0: r.Timestamp, closed: true, body: r.Body}
+			if l.opts.Sync {
+				p.at = time.Now().UnixNano()
+			}
 			p.raw = appendRecordPrefix(make([]byte, 0, n-len(r.Body)+binary.MaxVarintLen64), r, r.Timestamp, n)
 			p.offs = []uint32{0}
 			if r.Flags&FlagPersistent == 0 {
@@ -278,7 +305,13 @@ func (l *Log) appendLocked(recs []Record) (uint64, error) {
 			l.pend = append(l.pend, p)
 			l.pendBytes += p.rawLen()
 			l.nextSeq++
-			full = true
+			if l.opts.Sync {
+				// Held until the next flush, off the appending goroutine:
+				// if it is acknowledged meanwhile, only a stub is written.
+				l.held.Add(1)
+			} else {
+				full = true
+			}
 			continue
 		}
 		p := l.openPieceLocked()
@@ -310,7 +343,7 @@ func (l *Log) appendLocked(recs []Record) (uint64, error) {
 	if full {
 		// Write the full chunks now if a file is ready; otherwise the
 		// next flush creates the file and writes them.
-		if err := l.sealLocked(false, false); err != nil {
+		if err := l.sealLocked(false, false, l.opts.Sync); err != nil {
 			// The records stay pending and are written by a retry.
 			return first, nil
 		}
@@ -387,8 +420,9 @@ func (l *Log) Seal() error {
 // sealLocked writes pending pieces: all of them, or only the closed ones.
 // With stopFull it stops when the active segment is full and no spare is
 // ready (a flush then prepares one and goes on); otherwise it writes past
-// the segment's target.
-func (l *Log) sealLocked(all, stopFull bool) error {
+// the segment's target. With hold it stops at the first large record,
+// which the next flush writes.
+func (l *Log) sealLocked(all, stopFull, hold bool) error {
 	if l.failErr != nil {
 		return l.failErr
 	}
@@ -400,6 +434,12 @@ func (l *Log) sealLocked(all, stopFull bool) error {
 		if p.count == 0 {
 			l.pend = l.pend[1:]
 			continue
+		}
+		if hold && p.body != nil {
+			break
+		}
+		if l.flushLimit != 0 && p.first >= l.flushLimit {
+			break
 		}
 		if l.active == nil || l.active.readOnly {
 			if l.spare == nil {
@@ -416,18 +456,29 @@ func (l *Log) sealLocked(all, stopFull bool) error {
 				return nil
 			}
 		}
-		if err := l.writePieceLocked(p); err != nil {
+		w := p
+		if p.skip && p.pins == 0 {
+			w = stubPiece(p)
+		}
+		if err := l.writePieceLocked(w); err != nil {
 			return err
 		}
 		l.pend[0] = nil
 		l.pend = l.pend[1:]
 		l.pendBytes -= p.rawLen()
 		p.closed = true
+		if p.body != nil && l.opts.Sync {
+			l.held.Add(-1)
+		}
+		if w != p {
+			l.stats.Skipped++
+			l.stats.SkippedBytes += int64(p.rawLen())
+		}
 		if l.opts.Sync {
-			l.unsynced = append(l.unsynced, p)
+			l.unsynced = append(l.unsynced, w)
 		} else {
 			l.durableNext = l.writtenNext
-			l.cachePutLocked(p)
+			l.cachePutLocked(w)
 		}
 	}
 	if len(l.pend) == 0 {
@@ -567,7 +618,7 @@ func (l *Log) Roll() error {
 	if l.closed {
 		return ErrClosed
 	}
-	if err := l.sealLocked(true, false); err != nil {
+	if err := l.sealLocked(true, false, false); err != nil {
 		return err
 	}
 	if l.active == nil || len(l.active.chunks) == 0 {
@@ -666,7 +717,7 @@ func (l *Log) writeLocked(all bool) error {
 			l.mu.Unlock()
 			return ErrClosed
 		}
-		err := l.sealLocked(all, true)
+		err := l.sealLocked(all, true, false)
 		// Stopped at a full segment: prepare the next file and go on.
 		more := len(l.pend) > 0 && (all || l.pend[0].closed) && l.wantSpare && l.spare == nil && i < 1<<16
 		l.mu.Unlock()
@@ -1170,6 +1221,10 @@ func (l *Log) ViewPinned(seq uint64, fn func(*Record) error) error {
 		return err
 	}
 	p.pins++
+	if p.body != nil {
+		p.out = true
+		l.lastOut = time.Now().UnixNano()
+	}
 	stable := l.stableLocked(p)
 	l.mu.Unlock()
 	r := &l.pview
@@ -1421,6 +1476,95 @@ func (l *Log) ReleaseIdle() (released int, used bool) {
 		l.pend = nil
 	}
 	return n, false
+}
+
+// Skip tells a log with Sync that the records seqs were acknowledged. A
+// large record among them that is still pending (appended since the last
+// flush) is then not written: the flush writes in its place a stub, a
+// non-persistent record with no body, which recovery drops like any
+// non-persistent record from before a restart. So a large message that
+// its consumer acknowledges before the write costs no disk bandwidth,
+// and it is confirmed by the same round as before. Skip costs one atomic
+// load when no large record is pending.
+func (l *Log) Skip(seqs ...uint64) {
+	if l.held.Load() == 0 {
+		return
+	}
+	l.mu.Lock()
+	for _, seq := range seqs {
+		if p := findPiece(l.pend, seq); p != nil && p.body != nil {
+			p.skip = true
+		}
+	}
+	l.mu.Unlock()
+}
+
+// holdFor reports how long the Syncer's round should wait, at most hold,
+// so that every large record pending now, handed out to a consumer and
+// not yet acknowledged has been pending for hold before it is written; and
+// the sequence its round is to stop at, records appended meanwhile being
+// the next round's. Only records consumers take are waited for
+// (awaitedLocked).
+func (l *Log) holdFor(hold time.Duration) (time.Duration, uint64) {
+	if l.held.Load() == 0 {
+		return 0, 0
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var newest int64
+	for _, p := range l.pend {
+		if l.awaitedLocked(p, hold) && p.at > newest {
+			newest = p.at
+		}
+	}
+	if newest == 0 {
+		return 0, 0
+	}
+	wait := hold - time.Duration(time.Now().UnixNano()-newest)
+	if wait <= 0 {
+		return 0, 0
+	}
+	return min(wait, hold), l.nextSeq
+}
+
+// awaitedLocked reports whether the hold waits for the pending piece p: a
+// large record not acknowledged, that a consumer was handed, or appended
+// while consumers were taking the log's large records (it may be on its
+// way to one). A log nobody consumes is not held.
+func (l *Log) awaitedLocked(p *piece, hold time.Duration) bool {
+	return p.body != nil && !p.skip && (p.out || l.lastOut >= p.at-int64(hold))
+}
+
+// holdsUnacked reports whether a large record below limit is pending and
+// awaited (see awaitedLocked).
+func (l *Log) holdsUnacked(limit uint64, hold time.Duration) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, p := range l.pend {
+		if p.first >= limit {
+			break
+		}
+		if l.awaitedLocked(p, hold) {
+			return true
+		}
+	}
+	return false
+}
+
+// setFlushLimit sets (seq > 0) or clears (0) the sequence flushes stop at.
+func (l *Log) setFlushLimit(seq uint64) {
+	l.mu.Lock()
+	l.flushLimit = seq
+	l.mu.Unlock()
+}
+
+// stubPiece returns the stub written in place of the large record p: the
+// same sequence and timestamp, non-persistent, nothing else.
+func stubPiece(p *piece) *piece {
+	r := Record{Timestamp: p.ts0}
+	n := recordBodySize(&r, r.Timestamp)
+	return &piece{first: p.first, count: 1, transient: 1, ts0: p.ts0, closed: true,
+		raw: appendRecord(make([]byte, 0, n+binary.MaxVarintLen64), &r, r.Timestamp, n), offs: []uint32{0}}
 }
 
 // Discard drops the records below seq that are still only in memory

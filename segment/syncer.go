@@ -40,6 +40,17 @@ type SyncerOptions struct {
 	// RetryMin and RetryMax bound the backoff between attempts to make a
 	// failing log write again (defaults 50 ms and 2 s).
 	RetryMin, RetryMax time.Duration
+	// Hold, if set, is how long a large record (Record.Owned, at least
+	// LargeBody) that a consumer was handed (Log.ViewPinned) stays pending
+	// before a round writes it, unless it is acknowledged first (Log.Skip)
+	// and only a stub is written. A round whose logs hold such younger
+	// records waits for them, at most Hold and no longer than until they
+	// are all acknowledged, and covers the records appended before the
+	// wait. So the disk is spared the bodies that consumers take and
+	// acknowledge within Hold, and their confirms come no later than that;
+	// the records of a log whose large records nobody takes are written
+	// at once.
+	Hold time.Duration
 }
 
 // Syncer is the group-commit goroutine shared by many logs. Each round takes
@@ -159,6 +170,7 @@ type job struct {
 	waiters []func(error)
 	err     error
 	retried bool
+	limit   uint64 // set by the hold: the round writes the records below
 }
 
 func (s *Syncer) loop() {
@@ -287,8 +299,42 @@ func (s *Syncer) backoff(l *Log) time.Duration {
 	return min(d, s.opts.RetryMax)
 }
 
+// holdPoll is how often a round's hold checks for acknowledgements.
+const holdPoll = 200 * time.Microsecond
+
+// holding reports whether a log of the round still holds a large record it
+// waits for that is not acknowledged.
+func (s *Syncer) holding(jobs []job) bool {
+	for i := range jobs {
+		if j := &jobs[i]; j.limit != 0 && j.l.holdsUnacked(j.limit, s.opts.Hold) {
+			return true
+		}
+	}
+	return false
+}
+
 // run flushes the round's logs with at most Workers goroutines.
 func (s *Syncer) run(jobs []job, closing bool) {
+	if s.opts.Hold > 0 && !closing {
+		// One wait for the whole round: the records its waiters cover
+		// were all appended before the snapshot each log takes here.
+		var wait time.Duration
+		for i := range jobs {
+			if w, limit := jobs[i].l.holdFor(s.opts.Hold); w > 0 {
+				jobs[i].limit = limit
+				wait = max(wait, w)
+			}
+		}
+		// The wait ends early once every large record it is for has been
+		// acknowledged: consumers that keep up take no longer than they
+		// need.
+		for end := time.Now().Add(wait); wait > 0; wait = time.Until(end) {
+			time.Sleep(min(wait, holdPoll))
+			if !s.holding(jobs) {
+				break
+			}
+		}
+	}
 	n := min(s.opts.Workers, len(jobs))
 	if n <= 1 {
 		for i := range jobs {
@@ -326,7 +372,13 @@ func (s *Syncer) commit(j *job) {
 		err = l.recover()
 	}
 	if err == nil {
+		if j.limit != 0 {
+			l.setFlushLimit(j.limit)
+		}
 		err = l.flushLocked(l.opts.Sync)
+		if j.limit != 0 {
+			l.setFlushLimit(0)
+		}
 	}
 	l.fmu.Unlock()
 	if errors.Is(err, ErrClosed) {

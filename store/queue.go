@@ -444,11 +444,13 @@ func (q *Queue) Ack(seq uint64) bool {
 	q.counts.forget(seq)
 	q.bytes.settle(q.ready, q.unacked)
 	q.changedLocked()
+	q.log.Skip(seq)
 	return true
 }
 
 // AckMany acknowledges several delivered messages under one lock and
-// returns how many were unacked deliveries (see Ack).
+// returns how many were unacked deliveries (see Ack). A large record
+// acknowledged before the log wrote it is not written (segment.Log.Skip).
 func (q *Queue) AckMany(seqs []uint64) int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -468,6 +470,7 @@ func (q *Queue) AckMany(seqs []uint64) int {
 		q.unacked -= int64(n)
 		q.bytes.settle(q.ready, q.unacked)
 		q.changedLocked()
+		q.log.Skip(seqs...)
 	}
 	return n
 }

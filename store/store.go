@@ -66,6 +66,8 @@ const (
 	DefaultCommitInterval = 2 * time.Millisecond
 	// DefaultSyncWorkers is the default of Options.SyncWorkers.
 	DefaultSyncWorkers = 16
+	// DefaultLargeHold is the default of Options.LargeHold.
+	DefaultLargeHold = 10 * time.Millisecond
 	// DefaultMaxOpenFiles bounds the segment files held open.
 	DefaultMaxOpenFiles = segment.DefaultMaxOpenFiles
 	// DefaultBallastSize is the space reserved for the index against a full
@@ -109,6 +111,12 @@ type Options struct {
 	// each round has many logs to sync, and overlapping them is what keeps
 	// the round short.
 	SyncWorkers int
+	// LargeHold is how long a persistent message of at least 64 KiB
+	// (segment.LargeBody) waits before its body is written (0:
+	// DefaultLargeHold; negative: no wait): one that its consumer
+	// acknowledges meanwhile is never written, only a stub
+	// (segment.SyncerOptions.Hold).
+	LargeHold time.Duration
 	// ReclaimInterval is the period of the background pass that deletes
 	// fully acked segments (0: DefaultReclaimInterval; negative: never, call
 	// Reclaim yourself).
@@ -167,6 +175,8 @@ type Store struct {
 	closed    bool
 	queues    map[string]*Queue
 	recovered []Recovered
+	// retired sums the write counters of the queues deleted since start.
+	retired segment.Stats
 
 	// commitMu serialises index commits of log state with queue deletion,
 	// so a deleted queue's state is never written back. dbClosed, set
@@ -275,7 +285,14 @@ func Open(opts Options) (*Store, error) {
 	if workers <= 0 {
 		workers = DefaultSyncWorkers
 	}
-	s.syncer = segment.NewSyncer(segment.SyncerOptions{Hook: hook, Logger: opts.Logger, Workers: workers})
+	hold := opts.LargeHold
+	switch {
+	case hold == 0:
+		hold = DefaultLargeHold
+	case hold < 0:
+		hold = 0
+	}
+	s.syncer = segment.NewSyncer(segment.SyncerOptions{Hook: hook, Logger: opts.Logger, Workers: workers, Hold: hold})
 	if err := s.recover(names, fresh); err != nil {
 		s.syncer.Close()
 		s.stopCommitter()
@@ -899,6 +916,10 @@ type Stats struct {
 	// RawBytes and StoredBytes are the payload sizes of the chunks written
 	// since the broker started, before and after compression.
 	RawBytes, StoredBytes int64
+	// Skipped counts the large records acknowledged before they were
+	// written, so never written (segment.Log.Skip); SkippedBytes is their
+	// raw size.
+	Skipped, SkippedBytes int64
 	// Sync describes the group-commit rounds.
 	Sync segment.SyncStats
 }
@@ -911,8 +932,10 @@ func (s *Store) Stats() Stats {
 	for _, q := range s.queues {
 		logs = append(logs, q.log)
 	}
+	retired := s.retired
 	s.mu.Unlock()
-	st := Stats{Queues: len(logs), Sync: s.syncer.Stats()}
+	st := Stats{Queues: len(logs), Sync: s.syncer.Stats(), RawBytes: retired.RawBytes,
+		StoredBytes: retired.StoredBytes, Skipped: retired.Skipped, SkippedBytes: retired.SkippedBytes}
 	for _, l := range logs {
 		n, b := l.DiskUsage()
 		st.Segments += n
@@ -920,6 +943,8 @@ func (s *Store) Stats() Stats {
 		ls := l.Stats()
 		st.RawBytes += ls.RawBytes
 		st.StoredBytes += ls.StoredBytes
+		st.Skipped += ls.Skipped
+		st.SkippedBytes += ls.SkippedBytes
 	}
 	return st
 }
@@ -1024,6 +1049,15 @@ func (s *Store) DeleteQueue(id string) error {
 	}
 	q, ok := s.queues[id]
 	delete(s.queues, id)
+	if ok {
+		// Stats counts what was written since start: a deleted queue's
+		// figures stay in the totals.
+		ls := q.log.Stats()
+		s.retired.RawBytes += ls.RawBytes
+		s.retired.StoredBytes += ls.StoredBytes
+		s.retired.Skipped += ls.Skipped
+		s.retired.SkippedBytes += ls.SkippedBytes
+	}
 	s.mu.Unlock()
 	if !ok {
 		return fmt.Errorf("%w: %s", ErrNotFound, id)

@@ -60,6 +60,7 @@ func run(args []string) int {
 	maxOpenFiles := fs.Int("max-open-files", 0, "segment files kept open, whatever the number of queues and segments (least recently used ones are closed); 0: 1024, or an eighth of the descriptor limit if smaller; the index keeps up to a quarter more")
 	commitInterval := fs.Duration("commit-interval", store.DefaultCommitInterval, "spacing of the synced index commits of ack state under load")
 	syncWorkers := fs.Int("sync-workers", store.DefaultSyncWorkers, "queue logs a group-commit round writes and fdatasyncs at once")
+	largeHold := fs.Duration("large-hold", store.DefaultLargeHold, "how long a persistent message of 64 KiB or more that a consumer was handed waits for its ack before its body is written: one acknowledged meanwhile is never written, one not is confirmed up to this much later; 0: no wait")
 	ballast := fs.Int64("disk-ballast", 0, "bytes kept reserved in the data directory (file 'ballast') so that the index can still write when the disk fills; 0: 64 MiB, at most 2% of the file system; -1: none (a full disk then stops index writes until space returns)")
 	repair := fs.Bool("repair", false, "rebuild a missing or damaged index from the segment files and the definitions journal (the damaged index is kept aside) instead of refusing to start")
 	frameMax := fs.Uint("frame-max", 131072, "largest frame the broker accepts and proposes, in bytes (4096 to 1048576)")
@@ -139,6 +140,7 @@ func run(args []string) int {
 		MaxOpenFiles:   *maxOpenFiles,
 		CommitInterval: *commitInterval,
 		SyncWorkers:    *syncWorkers,
+		LargeHold:      largeHoldSetting(*largeHold),
 		BallastSize:    *ballast,
 		Repair:         *repair,
 	})
@@ -236,6 +238,15 @@ func newLogger(level, format string) (zerolog.Logger, error) {
 // negative interval; zero there means the default).
 func heartbeatSetting(d time.Duration) time.Duration {
 	if d == 0 {
+		return -1
+	}
+	return d
+}
+
+// largeHoldSetting maps --large-hold to broker.Config.LargeHold, where 0
+// means the default: a flag of 0 (or less) turns the hold off.
+func largeHoldSetting(d time.Duration) time.Duration {
+	if d <= 0 {
 		return -1
 	}
 	return d
