@@ -180,7 +180,9 @@ type Log struct {
 	// from it on: the Syncer's hold took its snapshot of the records its
 	// round covers, and later ones are the next round's.
 	flushLimit uint64
-	unsynced   []*piece // written, not yet fdatasynced (Sync logs)
+	// holdWake is signalled by Skip while a round waits for acks.
+	holdWake chan struct{}
+	unsynced []*piece // written, not yet fdatasynced (Sync logs)
 
 	wbuf []byte // encode scratch, from bufPool while sealing
 	// rawStreak counts consecutive chunks that did not compress;
@@ -1496,6 +1498,12 @@ func (l *Log) Skip(seqs ...uint64) {
 			p.skip = true
 		}
 	}
+	if w := l.holdWake; w != nil {
+		select {
+		case w <- struct{}{}: // a round waits for acks: it looks again
+		default:
+		}
+	}
 	l.mu.Unlock()
 }
 
@@ -1511,20 +1519,27 @@ func (l *Log) holdFor(hold time.Duration) (time.Duration, uint64) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	var newest int64
+	var last int64 // the latest end of a record's hold
 	for _, p := range l.pend {
-		if l.awaitedLocked(p, hold) && p.at > newest {
-			newest = p.at
+		if l.awaitedLocked(p, hold) {
+			last = max(last, p.at+int64(pieceHold(p, hold)))
 		}
 	}
-	if newest == 0 {
+	wait := time.Duration(last - time.Now().UnixNano())
+	if last == 0 || wait <= 0 {
 		return 0, 0
 	}
-	wait := hold - time.Duration(time.Now().UnixNano()-newest)
-	if wait <= 0 {
-		return 0, 0
-	}
-	return min(wait, hold), l.nextSeq
+	return min(wait, maxHoldFactor*hold), l.nextSeq
+}
+
+// maxHoldFactor bounds a record's hold, in multiples of the Syncer's.
+const maxHoldFactor = 64
+
+// pieceHold is how long the large record p is held: hold for each MiB of
+// its body begun (taking and acknowledging 16 MiB takes longer than 1),
+// at most maxHoldFactor times hold.
+func pieceHold(p *piece, hold time.Duration) time.Duration {
+	return hold * time.Duration(min(max(1, (len(p.body)+1<<20-1)>>20), maxHoldFactor))
 }
 
 // awaitedLocked reports whether the hold waits for the pending piece p: a
@@ -1532,7 +1547,7 @@ func (l *Log) holdFor(hold time.Duration) (time.Duration, uint64) {
 // while consumers were taking the log's large records (it may be on its
 // way to one). A log nobody consumes is not held.
 func (l *Log) awaitedLocked(p *piece, hold time.Duration) bool {
-	return p.body != nil && !p.skip && (p.out || l.lastOut >= p.at-int64(hold))
+	return p.body != nil && !p.skip && (p.out || l.lastOut >= p.at-int64(pieceHold(p, hold)))
 }
 
 // holdsUnacked reports whether a large record below limit is pending and
@@ -1549,6 +1564,14 @@ func (l *Log) holdsUnacked(limit uint64, hold time.Duration) bool {
 		}
 	}
 	return false
+}
+
+// setHoldWake sets (or clears, nil) the channel Skip signals while a
+// Syncer's round waits for this log's acks.
+func (l *Log) setHoldWake(w chan struct{}) {
+	l.mu.Lock()
+	l.holdWake = w
+	l.mu.Unlock()
 }
 
 // setFlushLimit sets (seq > 0) or clears (0) the sequence flushes stop at.

@@ -169,3 +169,24 @@ func TestHoldWaitsForAck(t *testing.T) {
 		t.Fatalf("Read(%d) = %d bytes flags %d, %v", seq, len(r.Body), r.Flags, err)
 	}
 }
+
+// TestPieceHold: a large record is held for the Syncer's hold per MiB of
+// its body begun, within [1, maxHoldFactor] times it.
+func TestPieceHold(t *testing.T) {
+	const h = 10 * time.Millisecond
+	for _, c := range []struct {
+		size int
+		want time.Duration
+	}{
+		{LargeBody, h},
+		{1 << 20, h},
+		{1<<20 + 1, 2 * h},
+		{16 << 20, 16 * h},
+		{1 << 30, maxHoldFactor * h},
+	} {
+		p := &piece{body: make([]byte, c.size), count: 1}
+		if got := pieceHold(p, h); got != c.want {
+			t.Errorf("pieceHold(%d bytes) = %v, want %v", c.size, got, c.want)
+		}
+	}
+}

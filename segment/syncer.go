@@ -42,14 +42,14 @@ type SyncerOptions struct {
 	RetryMin, RetryMax time.Duration
 	// Hold, if set, is how long a large record (Record.Owned, at least
 	// LargeBody) that a consumer was handed (Log.ViewPinned) stays pending
-	// before a round writes it, unless it is acknowledged first (Log.Skip)
-	// and only a stub is written. A round whose logs hold such younger
-	// records waits for them, at most Hold and no longer than until they
-	// are all acknowledged, and covers the records appended before the
-	// wait. So the disk is spared the bodies that consumers take and
-	// acknowledge within Hold, and their confirms come no later than that;
-	// the records of a log whose large records nobody takes are written
-	// at once.
+	// before a round writes it, for each MiB of its body begun (at most 64
+	// times Hold), unless it is acknowledged first (Log.Skip) and only a
+	// stub is written. A round whose logs hold such younger records waits
+	// for them, no longer than until they are all acknowledged, and covers
+	// the records appended before the wait. So the disk is spared the
+	// bodies that consumers take and acknowledge in time, and their
+	// confirms come no later than that; the records of a log whose large
+	// records nobody takes are written at once.
 	Hold time.Duration
 }
 
@@ -67,14 +67,17 @@ type SyncerOptions struct {
 type Syncer struct {
 	opts SyncerOptions
 
-	mu      sync.Mutex
-	kick    chan struct{}
-	closed  bool
-	dirty   []*Log
-	spare   []*Log
-	failing []*Log // owned by the loop
-	done    chan struct{}
-	rounds  atomic.Int64
+	mu   sync.Mutex
+	kick chan struct{}
+	// holdWake is signalled by the logs a round's hold waits for, at each
+	// Skip.
+	holdWake chan struct{}
+	closed   bool
+	dirty    []*Log
+	spare    []*Log
+	failing  []*Log // owned by the loop
+	done     chan struct{}
+	rounds   atomic.Int64
 	// round latency, guarded by mu
 	latency    [16]uint64 // per SyncBuckets, then +Inf
 	latencySum time.Duration
@@ -91,7 +94,7 @@ func NewSyncer(opts SyncerOptions) *Syncer {
 	if opts.RetryMax <= 0 {
 		opts.RetryMax = 2 * time.Second
 	}
-	s := &Syncer{opts: opts, kick: make(chan struct{}, 1), done: make(chan struct{})}
+	s := &Syncer{opts: opts, kick: make(chan struct{}, 1), done: make(chan struct{}), holdWake: make(chan struct{}, 1)}
 	go s.loop()
 	return s
 }
@@ -299,9 +302,6 @@ func (s *Syncer) backoff(l *Log) time.Duration {
 	return min(d, s.opts.RetryMax)
 }
 
-// holdPoll is how often a round's hold checks for acknowledgements.
-const holdPoll = 200 * time.Microsecond
-
 // holding reports whether a log of the round still holds a large record it
 // waits for that is not acknowledged.
 func (s *Syncer) holding(jobs []job) bool {
@@ -311,6 +311,37 @@ func (s *Syncer) holding(jobs []job) bool {
 		}
 	}
 	return false
+}
+
+// hold waits, at most wait, until no log of the round holds a large
+// record it waits for that is not acknowledged.
+func (s *Syncer) hold(jobs []job, wait time.Duration) {
+	select {
+	case <-s.holdWake: // left from an earlier round
+	default:
+	}
+	for i := range jobs {
+		if jobs[i].limit != 0 {
+			jobs[i].l.setHoldWake(s.holdWake)
+		}
+	}
+	if s.holding(jobs) {
+		t := time.NewTimer(wait)
+		for done := false; !done; {
+			select {
+			case <-t.C:
+				done = true
+			case <-s.holdWake:
+				done = !s.holding(jobs)
+			}
+		}
+		t.Stop()
+	}
+	for i := range jobs {
+		if jobs[i].limit != 0 {
+			jobs[i].l.setHoldWake(nil)
+		}
+	}
 }
 
 // run flushes the round's logs with at most Workers goroutines.
@@ -326,13 +357,10 @@ func (s *Syncer) run(jobs []job, closing bool) {
 			}
 		}
 		// The wait ends early once every large record it is for has been
-		// acknowledged: consumers that keep up take no longer than they
-		// need.
-		for end := time.Now().Add(wait); wait > 0; wait = time.Until(end) {
-			time.Sleep(min(wait, holdPoll))
-			if !s.holding(jobs) {
-				break
-			}
+		// acknowledged (Skip signals holdWake): consumers that keep up
+		// take no longer than they need.
+		if wait > 0 {
+			s.hold(jobs, wait)
 		}
 	}
 	n := min(s.opts.Workers, len(jobs))
