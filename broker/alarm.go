@@ -120,6 +120,10 @@ func (s *Server) alarmLoop() {
 			return
 		case <-t.C:
 			s.checkAlarms()
+			s.alarm.mu.Lock()
+			limit, alarmed := s.alarm.memLimit, s.alarm.active&AlarmMemory != 0
+			s.alarm.mu.Unlock()
+			s.gc.tune(limit, alarmed)
 		}
 	}
 }

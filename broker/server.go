@@ -94,6 +94,11 @@ type Config struct {
 	// SyncWorkers bounds the logs a sync round flushes at once (default
 	// store.DefaultSyncWorkers).
 	SyncWorkers int
+	// GCHeadroom is the garbage the Go collector lets pile up over a small
+	// live heap before it runs (0: DefaultGCHeadroom, at most an eighth of
+	// the memory high watermark; negative: Go's default, GOGC=100; an
+	// environment GOGC also keeps Go's default).
+	GCHeadroom int64
 	// LargeHold is how long a persistent message of 64 KiB or more waits
 	// before its body is written, so that one acknowledged meanwhile is not
 	// (0: store.DefaultLargeHold; negative: no wait).
@@ -203,6 +208,7 @@ type Server struct {
 	alarm      alarms
 	alarmed    atomic.Bool // some resource alarm is active: block publishers
 	stopAlarms chan struct{}
+	gc         *gcTuner
 
 	lns     []net.Listener
 	started time.Time
@@ -279,6 +285,7 @@ func New(cfg Config) (*Server, error) {
 	s.log.Info().Str("data_dir", cfg.DataDir).Int("vhosts", len(s.vhosts)).
 		Dur("recovery", time.Since(start)).Msg("storage recovered")
 	s.stopAlarms = make(chan struct{})
+	s.gc = newGCTuner(cfg.GCHeadroom)
 	go s.alarmLoop()
 	if s.cfg.ConsumerTimeout > 0 {
 		go s.consumerTimeoutLoop()

@@ -61,6 +61,7 @@ func run(args []string) int {
 	commitInterval := fs.Duration("commit-interval", store.DefaultCommitInterval, "spacing of the synced index commits of ack state under load")
 	syncWorkers := fs.Int("sync-workers", store.DefaultSyncWorkers, "queue logs a group-commit round writes and fdatasyncs at once")
 	largeHold := fs.Duration("large-hold", store.DefaultLargeHold, "how long a persistent message of 64 KiB or more that a consumer was handed waits for its ack before its body is written: one acknowledged meanwhile is never written, one not is confirmed up to this much later; 0: no wait")
+	gcHeadroom := fs.Int64("gc-headroom", broker.DefaultGCHeadroom, "bytes of garbage the Go collector may let pile up over a small live heap before it runs, at most an eighth of the memory high watermark (fewer collections under load, at that much more memory); -1: Go's default (GOGC=100), as is an environment GOGC")
 	ballast := fs.Int64("disk-ballast", 0, "bytes kept reserved in the data directory (file 'ballast') so that the index can still write when the disk fills; 0: 64 MiB, at most 2% of the file system; -1: none (a full disk then stops index writes until space returns)")
 	repair := fs.Bool("repair", false, "rebuild a missing or damaged index from the segment files and the definitions journal (the damaged index is kept aside) instead of refusing to start")
 	frameMax := fs.Uint("frame-max", 131072, "largest frame the broker accepts and proposes, in bytes (4096 to 1048576)")
@@ -141,6 +142,7 @@ func run(args []string) int {
 		CommitInterval: *commitInterval,
 		SyncWorkers:    *syncWorkers,
 		LargeHold:      largeHoldSetting(*largeHold),
+		GCHeadroom:     gcHeadroomSetting(*gcHeadroom),
 		BallastSize:    *ballast,
 		Repair:         *repair,
 	})
@@ -250,4 +252,13 @@ func largeHoldSetting(d time.Duration) time.Duration {
 		return -1
 	}
 	return d
+}
+
+// gcHeadroomSetting maps --gc-headroom to broker.Config.GCHeadroom, where 0
+// means the default: a flag of 0 turns the tuning off.
+func gcHeadroomSetting(n int64) int64 {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
