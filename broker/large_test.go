@@ -16,7 +16,7 @@ import (
 // survive a restart whole, as do messages published while no consumer
 // takes them.
 func TestAckedLargeMessagesSkipTheDisk(t *testing.T) {
-	b := startBrokerConfig(t, Config{LargeHold: 3 * time.Second})
+	b := startBrokerConfig(t, Config{LargeHold: 5 * time.Second})
 	_, ch := b.channel()
 	if err := ch.ExchangeDeclare("fx", "fanout", true, false, false, false, nil); err != nil {
 		t.Fatal(err)
@@ -101,7 +101,7 @@ func TestAckedLargeMessagesSkipTheDisk(t *testing.T) {
 	if got := st.Skipped - before; got < n {
 		t.Fatalf("%d of the %d acknowledged messages were not written; want all", got, n)
 	}
-	if took > 3*time.Second {
+	if took > 4*time.Second {
 		t.Fatalf("confirms took %v: the hold was waited out though every message was acknowledged", took)
 	}
 
