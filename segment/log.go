@@ -135,7 +135,6 @@ type Log struct {
 	fs    vfs.FS
 	dir   string
 	opts  Options
-	log   zerolog.Logger
 	files *Files
 
 	fmu sync.Mutex // file operations; taken before mu
@@ -206,6 +205,15 @@ type Log struct {
 	syncDirty bool
 	waiters   []func(error)
 	lastTry   time.Time
+}
+
+// lg returns the logger of the log's messages, with its directory. It is
+// built at each call (only failures and recovery log) rather than kept:
+// a logger with a field of its own holds a context buffer of half a KiB,
+// which 100,000 queues would each keep.
+func (l *Log) lg() *zerolog.Logger {
+	lg := l.opts.Logger.With().Str("dir", l.dir).Logger()
+	return &lg
 }
 
 func (o *Options) setDefaults() {
@@ -699,7 +707,7 @@ func (l *Log) flushLocked(all bool) error {
 	}
 	l.mu.Lock()
 	if l.healing {
-		l.log.Info().Int("attempts", l.failures).Msg("segment: writes work again")
+		l.lg().Info().Int("attempts", l.failures).Msg("segment: writes work again")
 		l.healing, l.failures = false, 0
 	}
 	l.mu.Unlock()
@@ -877,7 +885,7 @@ func (l *Log) failLocked(err error, s *seg) error {
 	}
 	if l.failErr == nil {
 		l.failErr = fmt.Errorf("%w: %w", ErrFailing, err)
-		l.log.Error().Err(err).Msg("segment: write failed; refusing appends until a retry succeeds")
+		l.lg().Error().Err(err).Msg("segment: write failed; refusing appends until a retry succeeds")
 	}
 	l.failures++
 	return l.failErr
@@ -1017,7 +1025,7 @@ func (l *Log) retryFailed(err error) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.failures++
-	l.log.Debug().Err(err).Msg("segment: retry failed")
+	l.lg().Debug().Err(err).Msg("segment: retry failed")
 	return l.failErr
 }
 
@@ -1435,7 +1443,7 @@ func (l *Log) loadChunkLocked(s *seg, ref *chunkRef) (*piece, error) {
 		ref.bad = true
 		g := Gap{First: ref.first, Last: ref.first + uint64(ref.count) - 1, File: s.name, Offset: ref.off, Bytes: int64(ref.size)}
 		l.addGap(g)
-		l.log.Error().Str("file", s.name).Int64("offset", ref.off).Uint64("first", g.First).
+		l.lg().Error().Str("file", s.name).Int64("offset", ref.off).Uint64("first", g.First).
 			Uint64("last", g.Last).Uint32("records", ref.count).Msg("segment: corrupt chunk found by read; records lost")
 		return nil, fmt.Errorf("%w: %w: %s at %d", ErrLost, ErrCorrupt, s.name, ref.off)
 	}

@@ -28,7 +28,7 @@ func Open(fs vfs.FS, dir string, opts Options) (*Log, error) {
 	if files == nil {
 		files = NewFiles(DefaultMaxOpenFiles)
 	}
-	l := &Log{fs: fs, dir: dir, opts: opts, files: files, log: opts.Logger.With().Str("dir", dir).Logger()}
+	l := &Log{fs: fs, dir: dir, opts: opts, files: files}
 	l.target = opts.MinSegmentSize
 	names, err := fs.List(dir)
 	if err != nil {
@@ -46,7 +46,7 @@ func Open(fs vfs.FS, dir string, opts Options) (*Log, error) {
 			// records were never reported durable.
 			path := fs.PathJoin(dir, name)
 			if st, err := fs.Stat(path); err == nil && st.Size() > 0 {
-				l.log.Warn().Str("file", name).Int64("bytes", st.Size()).
+				l.lg().Warn().Str("file", name).Int64("bytes", st.Size()).
 					Msg("segment: removing a file whose records were never made durable")
 			}
 			if err := fs.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -59,7 +59,7 @@ func Open(fs vfs.FS, dir string, opts Options) (*Log, error) {
 		}
 		base, err := strconv.ParseUint(strings.TrimSuffix(name, segmentSuffix), 10, 64)
 		if err != nil || base == 0 {
-			l.log.Warn().Str("file", name).Msg("segment: ignoring badly named file")
+			l.lg().Warn().Str("file", name).Msg("segment: ignoring badly named file")
 			continue
 		}
 		bases = append(bases, base)
@@ -104,7 +104,7 @@ func Open(fs vfs.FS, dir string, opts Options) (*Log, error) {
 			bytes += t.Bytes
 			torn += t.Records
 		}
-		l.log.Error().Int("gaps", len(l.rec.Gaps)).Uint64("records_lost", lost).
+		l.lg().Error().Int("gaps", len(l.rec.Gaps)).Uint64("records_lost", lost).
 			Int("truncated", len(l.rec.Truncated)).Int64("bytes_truncated", bytes).
 			Uint32("torn_records", torn).Msg("segment: recovered with data loss")
 	}
@@ -152,7 +152,7 @@ func (l *Log) recoverSegment(base, nextBase uint64) (*seg, uint64, error) {
 	}
 	headerOK = headerOK && fh.base == base
 	if !headerOK {
-		l.log.Error().Str("file", name).Int64("size", fileSize).Msg("segment: bad file header")
+		l.lg().Error().Str("file", name).Int64("size", fileSize).Msg("segment: bad file header")
 		fh.size = fileHeaderSize
 	} else if fh.identity != nil {
 		l.rec.Identity = fh.identity
@@ -169,7 +169,7 @@ func (l *Log) recoverSegment(base, nextBase uint64) (*seg, uint64, error) {
 		if ok && h.first >= expected {
 			if h.first > expected {
 				g := Gap{First: expected, Last: h.first - 1, File: name, Offset: off}
-				l.log.Error().Str("file", name).Int64("offset", off).Uint64("first", g.First).
+				l.lg().Error().Str("file", name).Int64("offset", off).Uint64("first", g.First).
 					Uint64("last", g.Last).Msg("segment: records missing before chunk")
 				l.addGap(g)
 			}
@@ -186,7 +186,7 @@ func (l *Log) recoverSegment(base, nextBase uint64) (*seg, uint64, error) {
 		}
 		if found {
 			g := Gap{First: expected, Last: nh.first - 1, File: name, Offset: off, Bytes: next - off}
-			l.log.Error().Str("file", name).Int64("offset", off).Int64("bytes", next-off).
+			l.lg().Error().Str("file", name).Int64("offset", off).Int64("bytes", next-off).
 				Uint64("first", g.First).Uint64("last", g.Last).Msg("segment: skipped corrupt chunk")
 			if nh.first > expected {
 				l.addGap(g)
@@ -197,7 +197,7 @@ func (l *Log) recoverSegment(base, nextBase uint64) (*seg, uint64, error) {
 		}
 		if !last {
 			g := Gap{First: expected, Last: nextBase - 1, File: name, Offset: off, Bytes: fileSize - off}
-			l.log.Error().Str("file", name).Int64("offset", off).Int64("bytes", fileSize-off).
+			l.lg().Error().Str("file", name).Int64("offset", off).Int64("bytes", fileSize-off).
 				Msg("segment: corrupt segment tail")
 			if nextBase > expected {
 				l.addGap(g)
@@ -207,7 +207,7 @@ func (l *Log) recoverSegment(base, nextBase uint64) (*seg, uint64, error) {
 	}
 	if !last && nextBase > expected && (len(l.gaps) == 0 || l.gaps[len(l.gaps)-1].Last < nextBase-1) {
 		g := Gap{First: expected, Last: nextBase - 1, File: name, Offset: off}
-		l.log.Error().Str("file", name).Uint64("first", g.First).Uint64("last", g.Last).
+		l.lg().Error().Str("file", name).Uint64("first", g.First).Uint64("last", g.Last).
 			Msg("segment: records missing between segments (a segment file deleted?)")
 		l.addGap(g)
 	}
@@ -225,7 +225,7 @@ func (l *Log) recoverSegment(base, nextBase uint64) (*seg, uint64, error) {
 			}
 		}
 		l.rec.Truncated = append(l.rec.Truncated, t)
-		l.log.Error().Str("file", name).Str("broken", t.Broken).Int64("bytes", fileSize).
+		l.lg().Error().Str("file", name).Str("broken", t.Broken).Int64("bytes", fileSize).
 			Msg("segment: removed a last segment with no valid header or chunk")
 		l.files.release(s.h)
 		pinned = false
@@ -333,13 +333,13 @@ func (l *Log) repairLast(s *seg, f vfs.File, headerOK bool, fileSize int64) {
 	}
 	broken := s.name + ".broken"
 	if err := writeFileSynced(l.fs, broken, tail); err != nil {
-		l.log.Error().Err(err).Str("file", s.name).Int64("bytes", t.Bytes).
+		l.lg().Error().Err(err).Str("file", s.name).Int64("bytes", t.Bytes).
 			Msg("segment: could not keep a copy of the torn tail")
 	} else {
 		t.Broken = broken
 	}
 	l.rec.Truncated = append(l.rec.Truncated, t)
-	l.log.Error().Str("file", s.name).Str("broken", t.Broken).Int64("offset", t.Offset).
+	l.lg().Error().Str("file", s.name).Str("broken", t.Broken).Int64("offset", t.Offset).
 		Int64("bytes", t.Bytes).Uint32("records", t.Records).Msg("segment: truncated torn tail")
 	if err := l.cutTail(s); err != nil {
 		l.deferLocked(err)

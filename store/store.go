@@ -807,7 +807,7 @@ func (s *Store) openQueue(id string, def index.Queue, st index.LogState, recover
 		MinSegmentSize: s.opts.MinSegmentSize,
 		ChunkSize:      s.opts.ChunkSize,
 		Codec:          s.opts.Codec,
-		Logger:         s.log.With().Str("queue", id).Logger(),
+		Logger:         s.log, // the log names its directory, which names the queue
 		Sync:           def.Durable,
 		Files:          s.files,
 		Identity:       identity,
