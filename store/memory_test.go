@@ -2,7 +2,9 @@ package store
 
 import (
 	"runtime"
+	"runtime/debug"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
@@ -134,3 +136,60 @@ func TestPriorityBacklogMemory(t *testing.T) {
 		t.Fatalf("heap in use peaked at %d MiB with a backlog of %d", h.peak>>20, memRecords)
 	}
 }
+
+// TestQuietTrimCollectsGarbage: a broker going quiet with a heap full of
+// garbage (its GOGC lets garbage pile up) has it collected and returned,
+// even when its heap did not grow since the last trim.
+func TestQuietTrimCollectsGarbage(t *testing.T) {
+	s := open(t, vfs.Default, t.TempDir())
+	defer s.Close()
+	runtime.GC()
+	defer debug.SetGCPercent(debug.SetGCPercent(-1)) // no collection meanwhile
+	s.trimMu.Lock()
+	s.heapAfterTrim = 1 << 40 // no growth to speak of
+	s.trimMu.Unlock()
+	for i := 0; i < 64; i++ {
+		junk = make([]byte, 1<<20)
+		junk[0] = byte(i)
+	}
+	junk = nil
+	if g := heapObjectBytes() - heapLiveBytes(); g < trimBytes {
+		t.Fatalf("only %d bytes of garbage after dropping 64 MiB", g)
+	}
+	s.trim(0, true)
+	if g := heapObjectBytes() - heapLiveBytes(); g >= trimBytes {
+		t.Fatalf("%d bytes of garbage after a quiet trim", g)
+	}
+	s.trimMu.Lock()
+	trimmed := !s.lastTrim.IsZero()
+	s.trimMu.Unlock()
+	if !trimmed {
+		t.Fatal("the quiet trim did not run")
+	}
+	// Still quiet, new garbage: not again within trimInterval, again after.
+	garbage := func() int64 {
+		for i := 0; i < 64; i++ {
+			junk = make([]byte, 1<<20)
+		}
+		junk = nil
+		return heapObjectBytes() - heapLiveBytes()
+	}
+	if g := garbage(); g < trimBytes {
+		t.Fatalf("only %d bytes of garbage", g)
+	}
+	s.trim(0, true)
+	if g := heapObjectBytes() - heapLiveBytes(); g < trimBytes {
+		t.Fatalf("trimmed again %v after the last trim (garbage now %d bytes)", time.Since(s.lastTrim), g)
+	}
+	s.trimMu.Lock()
+	s.lastTrim = s.lastTrim.Add(-trimInterval)
+	s.trimMu.Unlock()
+	s.trim(0, true)
+	if g := heapObjectBytes() - heapLiveBytes(); g >= trimBytes {
+		t.Fatalf("%d bytes of garbage after a quiet trim %v after the last", g, trimInterval)
+	}
+}
+
+// junk is where TestQuietTrimCollectsGarbage makes its garbage, so that
+// the compiler cannot drop the allocations.
+var junk []byte

@@ -1266,10 +1266,13 @@ func (s *Store) releaseIdle() {
 // trim asks the runtime to collect and return free memory to the operating
 // system at once. It does so when the idle pass or the connections
 // (NoteReleased) let go of trimBytes or more since the last trim (queues
-// drained after a burst), at most every trimInterval; and once each time the broker goes quiet (no queue used in
-// the last pass) with the heap grown by trimBytes since the last trim (the
-// garbage a burst left behind). Otherwise a quiet broker runs no garbage
-// collection for minutes and keeps the burst's memory resident.
+// drained after a burst), at most every trimInterval; and once each time
+// the broker goes quiet (no queue used in the last pass) with the heap
+// grown by trimBytes since the last trim (the garbage a burst left
+// behind), and every trimInterval while a quiet broker's heap holds
+// trimBytes of garbage. Otherwise a quiet
+// broker runs no garbage collection for minutes and keeps the burst's
+// memory resident.
 func (s *Store) trim(released int, quiet bool) {
 	s.trimMu.Lock()
 	s.releasedSinceTrim += released + int(s.releasedElsewhere.Swap(0))
@@ -1281,7 +1284,12 @@ func (s *Store) trim(released int, quiet bool) {
 	// a forced collection costs in proportion to the live heap: with a
 	// large one, trim only for a release worth it
 	busyTrim := s.releasedSinceTrim >= max(trimBytes, int(s.heapAfterTrim/4)) && time.Since(s.lastTrim) >= trimInterval
-	quietTrim := quiet && !s.quietTrimmed && grown >= trimBytes
+	// Quiet: once, if the burst's garbage grew the heap; and again, at most
+	// every trimInterval, while the heap holds that much garbage (the
+	// management sampler's, say: the broker's GOGC lets garbage pile up
+	// over a small live heap, so a collection may not come for minutes).
+	quietTrim := quiet && ((!s.quietTrimmed && grown >= trimBytes) ||
+		(heap-heapLiveBytes() >= trimBytes && time.Since(s.lastTrim) >= trimInterval))
 	if !busyTrim && !quietTrim {
 		s.trimMu.Unlock()
 		return
@@ -1312,6 +1320,16 @@ const (
 // collected.
 func heapObjectBytes() int64 {
 	m := [1]metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	metrics.Read(m[:])
+	if m[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return int64(m[0].Value.Uint64())
+}
+
+// heapLiveBytes is the heap the last collection found live.
+func heapLiveBytes() int64 {
+	m := [1]metrics.Sample{{Name: "/gc/heap/live:bytes"}}
 	metrics.Read(m[:])
 	if m[0].Value.Kind() != metrics.KindUint64 {
 		return 0
