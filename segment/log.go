@@ -992,6 +992,9 @@ func (l *Log) recover() error {
 		pend = append(pend, l.pend...)
 		for _, p := range l.unsynced {
 			l.pendBytes += p.rawLen()
+			if p.body != nil {
+				l.held.Add(1) // pending again: the next seal counts it out
+			}
 		}
 		l.pend, l.unsynced = pend, nil
 		l.writtenNext = l.durableNext

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 )
 
 // largeBody returns n random (incompressible) bytes.
@@ -197,5 +198,53 @@ func TestPieceHold(t *testing.T) {
 		if got := pieceHold(p, h); got != c.want {
 			t.Errorf("pieceHold(%d bytes) = %v, want %v", c.size, got, c.want)
 		}
+	}
+}
+
+// TestHeldCountAfterSyncFailure: a large record written, then written
+// again after its fdatasync failed, is counted out of the pending large
+// records once, so that Skip still works afterwards.
+func TestHeldCountAfterSyncFailure(t *testing.T) {
+	mem := vfs.NewMem()
+	fail := &errorfs.Toggle{Injector: errorfs.ErrInjected}
+	fs := errorfs.Wrap(mem, errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if op.Kind == errorfs.OpFileSyncData {
+			return fail.MaybeError(op)
+		}
+		return nil
+	}))
+	l := openT(t, fs, "q", Options{Sync: true})
+	defer l.Close()
+	s := NewSyncer(SyncerOptions{RetryMin: 5 * time.Millisecond, RetryMax: 20 * time.Millisecond})
+	defer s.Close()
+	body := largeBody(4, LargeBody)
+	errc := make(chan error, 1)
+	fail.On()
+	if _, err := s.AppendDurable(l, []Record{{Flags: FlagPersistent, Body: body, Owned: true}}, func(err error) { errc <- err }); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); l.Failing() == nil; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the log never entered the failing state")
+		}
+	}
+	fail.Off()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if n := l.held.Load(); n != 0 {
+		t.Fatalf("held = %d with nothing pending", n)
+	}
+	// Skip still takes effect on the next large record.
+	seq, err := l.Append(Record{Flags: FlagPersistent, Body: body, Owned: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Skip(seq)
+	if err := l.flush(true); err != nil {
+		t.Fatal(err)
+	}
+	if st := l.Stats(); st.Skipped != 1 {
+		t.Fatalf("Stats %+v: the acknowledged record was written", st)
 	}
 }
