@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 )
 
 var allCodecs = []Codec{CodecNone, CodecS2, CodecZstd}
@@ -83,4 +84,18 @@ func appendN(t testing.TB, l *Log, first uint64, n, size int) {
 			t.Fatalf("Append got seq %d, want %d", got, seq)
 		}
 	}
+}
+
+// syncFailFS returns an in-memory file system, a view of it whose
+// fdatasyncs fail while the toggle is on, and the toggle.
+func syncFailFS() (*vfs.MemFS, vfs.FS, *errorfs.Toggle) {
+	mem := vfs.NewMem()
+	fail := &errorfs.Toggle{Injector: errorfs.ErrInjected}
+	fs := errorfs.Wrap(mem, errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if op.Kind == errorfs.OpFileSyncData {
+			return fail.MaybeError(op)
+		}
+		return nil
+	}))
+	return mem, fs, fail
 }

@@ -85,10 +85,8 @@ type piece struct {
 	// (Log.Skip): the flush writes a stub in its place.
 	skip bool
 	// at is when a large record was appended (unix nanoseconds), for the
-	// Syncer's hold (SyncerOptions.Hold); out is set once ViewPinned (a
-	// delivery) has read it.
-	at  int64
-	out bool
+	// Syncer's hold (SyncerOptions.Hold).
+	at int64
 }
 
 func (p *piece) end() uint64  { return p.first + uint64(p.count) }
@@ -108,6 +106,17 @@ func (p *piece) view(seq uint64, v *recordView) bool {
 		v.ts += p.ts0
 	}
 	return ok
+}
+
+// Add adds o's counters to s.
+func (s *Stats) Add(o Stats) {
+	s.Chunks += o.Chunks
+	s.RawBytes += o.RawBytes
+	s.StoredBytes += o.StoredBytes
+	s.Skipped += o.Skipped
+	s.SkippedBytes += o.SkippedBytes
+	s.Decodes += o.Decodes
+	s.Segments += o.Segments
 }
 
 // Stats are a log's cumulative counters.
@@ -1235,7 +1244,6 @@ func (l *Log) ViewPinned(seq uint64, fn func(*Record) error) error {
 	}
 	p.pins++
 	if p.body != nil {
-		p.out = true
 		l.lastOut = time.Now().UnixNano()
 	}
 	stable := l.stableLocked(p)
@@ -1554,11 +1562,11 @@ func pieceHold(p *piece, hold time.Duration) time.Duration {
 }
 
 // awaitedLocked reports whether the hold waits for the pending piece p: a
-// large record not acknowledged, that a consumer was handed, or appended
-// while consumers were taking the log's large records (it may be on its
-// way to one). A log nobody consumes is not held.
+// large record not acknowledged, appended while consumers were taking the
+// log's large records (lastOut within its hold before it) or handed out
+// since (which sets lastOut past it). A log nobody consumes is not held.
 func (l *Log) awaitedLocked(p *piece, hold time.Duration) bool {
-	return p.body != nil && !p.skip && (p.out || l.lastOut >= p.at-int64(pieceHold(p, hold)))
+	return p.body != nil && !p.skip && l.lastOut >= p.at-int64(pieceHold(p, hold))
 }
 
 // holdsUnacked reports whether a large record below limit is pending and

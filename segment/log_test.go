@@ -227,14 +227,7 @@ func TestOpenIOError(t *testing.T) {
 // writes the records again and calls the waiter with success; the log
 // accepts appends again and everything reads back after a reopen.
 func TestSyncErrorRetried(t *testing.T) {
-	mem := vfs.NewMem()
-	fail := &errorfs.Toggle{Injector: errorfs.ErrInjected}
-	fs := errorfs.Wrap(mem, errorfs.InjectorFunc(func(op errorfs.Op) error {
-		if op.Kind == errorfs.OpFileSyncData {
-			return fail.MaybeError(op)
-		}
-		return nil
-	}))
+	mem, fs, fail := syncFailFS()
 	l := openT(t, fs, "q", Options{Sync: true})
 	s := NewSyncer(SyncerOptions{RetryMin: 5 * time.Millisecond, RetryMax: 20 * time.Millisecond})
 	errc := make(chan error, 1)

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
-	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 )
 
 // largeBody returns n random (incompressible) bytes.
@@ -205,14 +204,7 @@ func TestPieceHold(t *testing.T) {
 // again after its fdatasync failed, is counted out of the pending large
 // records once, so that Skip still works afterwards.
 func TestHeldCountAfterSyncFailure(t *testing.T) {
-	mem := vfs.NewMem()
-	fail := &errorfs.Toggle{Injector: errorfs.ErrInjected}
-	fs := errorfs.Wrap(mem, errorfs.InjectorFunc(func(op errorfs.Op) error {
-		if op.Kind == errorfs.OpFileSyncData {
-			return fail.MaybeError(op)
-		}
-		return nil
-	}))
+	_, fs, fail := syncFailFS()
 	l := openT(t, fs, "q", Options{Sync: true})
 	defer l.Close()
 	s := NewSyncer(SyncerOptions{RetryMin: 5 * time.Millisecond, RetryMax: 20 * time.Millisecond})

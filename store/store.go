@@ -932,20 +932,17 @@ func (s *Store) Stats() Stats {
 	for _, q := range s.queues {
 		logs = append(logs, q.log)
 	}
-	retired := s.retired
+	written := s.retired
 	s.mu.Unlock()
-	st := Stats{Queues: len(logs), Sync: s.syncer.Stats(), RawBytes: retired.RawBytes,
-		StoredBytes: retired.StoredBytes, Skipped: retired.Skipped, SkippedBytes: retired.SkippedBytes}
+	st := Stats{Queues: len(logs), Sync: s.syncer.Stats()}
 	for _, l := range logs {
 		n, b := l.DiskUsage()
 		st.Segments += n
 		st.DiskBytes += b
-		ls := l.Stats()
-		st.RawBytes += ls.RawBytes
-		st.StoredBytes += ls.StoredBytes
-		st.Skipped += ls.Skipped
-		st.SkippedBytes += ls.SkippedBytes
+		written.Add(l.Stats())
 	}
+	st.RawBytes, st.StoredBytes = written.RawBytes, written.StoredBytes
+	st.Skipped, st.SkippedBytes = written.Skipped, written.SkippedBytes
 	return st
 }
 
@@ -1052,11 +1049,7 @@ func (s *Store) DeleteQueue(id string) error {
 	if ok {
 		// Stats counts what was written since start: a deleted queue's
 		// figures stay in the totals.
-		ls := q.log.Stats()
-		s.retired.RawBytes += ls.RawBytes
-		s.retired.StoredBytes += ls.StoredBytes
-		s.retired.Skipped += ls.Skipped
-		s.retired.SkippedBytes += ls.SkippedBytes
+		s.retired.Add(q.log.Stats())
 	}
 	s.mu.Unlock()
 	if !ok {
@@ -1318,18 +1311,14 @@ const (
 
 // heapObjectBytes is the memory held by heap objects, live or not yet
 // collected.
-func heapObjectBytes() int64 {
-	m := [1]metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
-	metrics.Read(m[:])
-	if m[0].Value.Kind() != metrics.KindUint64 {
-		return 0
-	}
-	return int64(m[0].Value.Uint64())
-}
+func heapObjectBytes() int64 { return runtimeBytes("/memory/classes/heap/objects:bytes") }
 
 // heapLiveBytes is the heap the last collection found live.
-func heapLiveBytes() int64 {
-	m := [1]metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+func heapLiveBytes() int64 { return runtimeBytes("/gc/heap/live:bytes") }
+
+// runtimeBytes reads one of the runtime's byte metrics (0 if unknown).
+func runtimeBytes(name string) int64 {
+	m := [1]metrics.Sample{{Name: name}}
 	metrics.Read(m[:])
 	if m[0].Value.Kind() != metrics.KindUint64 {
 		return 0

@@ -129,7 +129,7 @@ func run(args []string) int {
 		MaxQueues:       *maxQueues,
 		FrameMax:        uint32(*frameMax),
 		ChannelMax:      uint16(*channelMax),
-		Heartbeat:       heartbeatSetting(*heartbeat),
+		Heartbeat:       zeroMeansOff(*heartbeat),
 		MaxMessageSize:  *maxMsgSize,
 		CongestionLimit: *congestion,
 		ConsumerTimeout: *consumerTimeout,
@@ -141,8 +141,8 @@ func run(args []string) int {
 		MaxOpenFiles:   *maxOpenFiles,
 		CommitInterval: *commitInterval,
 		SyncWorkers:    *syncWorkers,
-		LargeHold:      largeHoldSetting(*largeHold),
-		GCHeadroom:     gcHeadroomSetting(*gcHeadroom),
+		LargeHold:      zeroMeansOff(*largeHold),
+		GCHeadroom:     zeroMeansOff(*gcHeadroom),
 		BallastSize:    *ballast,
 		Repair:         *repair,
 	})
@@ -236,29 +236,12 @@ func newLogger(level, format string) (zerolog.Logger, error) {
 	return log.Level(lvl).With().Timestamp().Logger(), nil
 }
 
-// heartbeatSetting maps --heartbeat 0 (off) to the broker's "none" (a
-// negative interval; zero there means the default).
-func heartbeatSetting(d time.Duration) time.Duration {
-	if d == 0 {
+// zeroMeansOff maps a flag's 0 (off: --heartbeat, --large-hold,
+// --gc-headroom) to the broker's "none", a negative value, since 0 in
+// broker.Config means the default.
+func zeroMeansOff[T ~int64](v T) T {
+	if v == 0 {
 		return -1
 	}
-	return d
-}
-
-// largeHoldSetting maps --large-hold to broker.Config.LargeHold, where 0
-// means the default: a flag of 0 (or less) turns the hold off.
-func largeHoldSetting(d time.Duration) time.Duration {
-	if d <= 0 {
-		return -1
-	}
-	return d
-}
-
-// gcHeadroomSetting maps --gc-headroom to broker.Config.GCHeadroom, where 0
-// means the default: a flag of 0 turns the tuning off.
-func gcHeadroomSetting(n int64) int64 {
-	if n == 0 {
-		return -1
-	}
-	return n
+	return v
 }
