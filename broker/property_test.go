@@ -96,7 +96,10 @@ func TestServerRandomOperations(t *testing.T) {
 	queues := 0
 	for _, vh := range b.srv.vhosts {
 		for _, q := range vh.sortedQueues() {
-			if q.exclusive {
+			if q.exclusive || q.kind == kindStream {
+				// A stream (a random declare may make one, with
+				// x-queue-type) is read with offsets, not drained with
+				// basic.get, which answers 540 there.
 				continue
 			}
 			queues++
